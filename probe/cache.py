@@ -188,6 +188,11 @@ class CacheEntry:
         return self._words
 
     @property
+    def flat_words(self) -> list[str]:
+        """``[n_words]`` word strings, aligned with the rows of :meth:`layer`."""
+        return [w for sent in self.words for w in sent]
+
+    @property
     def sent_ids(self) -> list[str]:
         return json.loads((self.path / "sent_ids.json").read_text())
 

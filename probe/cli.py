@@ -138,6 +138,29 @@ def cmd_data(args) -> int:
     raise ProbeError(f"unknown data command {args.data_cmd!r}")
 
 
+# ----------------------------------------------------------------------------- layers
+@command("layers")
+def cmd_layers(args) -> int:
+    from pathlib import Path
+
+    from .layerwise import layers
+
+    res = layers(args.lang, model=args.model, tasks=args.tasks, pooling=args.pooling, seed=args.seed,
+                 n_boot=args.n_boot, tatoeba=not args.no_tatoeba, progress=not args.quiet,
+                 device=args.device)
+    r = res.report
+    print(f"model: {r['model']['name']} (fingerprint {r['model']['fingerprint'][:12]}); "
+          f"English -> {', '.join(res.langs)}; {LAYER_NOTE}")
+    print("UPOS/dep: probe accuracy (en in-language on PUD, others zero-shot); sel: UPOS selectivity "
+          "(task - control); CKA: debiased linear CKA of PUD sentence vectors; R a>b: PUD retrieval "
+          "accuracy@1; langID: language-identity accuracy")
+    print(res.format_table())
+    paths = res.save(Path(args.out))
+    print(f"wrote {len(paths)} files to {args.out}/ (report.json, "
+          f"{sum(1 for p in paths if p.suffix == '.png')} figures) in {r['timings_s']['total']:.0f} s")
+    return 0
+
+
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -194,13 +217,28 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--lang", help="comma-separated languages (default: all of the corpus)")
     fe.add_argument("--split", help="split (default: the corpus's default)")
 
-    for register in _EXTRA_PARSERS:
-        register(sub)
+    la = sub.add_parser("layers", help="which layers carry structure vs cross-lingual information",
+                        description="Per-layer analysis, English -> each target language: linear probes "
+                                    "(UPOS, universal dependency relation; trained on UD English-EWT "
+                                    "dev+test, evaluated on English PUD and zero-shot on each target's "
+                                    "PUD, with a control task), language identity, debiased linear CKA "
+                                    "and parallel-sentence retrieval (PUD and Tatoeba). Extracts what is "
+                                    "missing from the cache, prints a per-layer table and writes "
+                                    "report.json and figures. " + LAYER_NOTE)
+    la.add_argument("--lang", required=True, help="comma-separated target languages with a PUD treebank "
+                                                   "(e.g. de,zh)")
+    la.add_argument("--model", default="auto", help=model_help + " (default: auto)")
+    la.add_argument("--tasks", default="upos,deprel,langid",
+                    help="comma-separated probe tasks: upos, deprel, langid (default: all)")
+    la.add_argument("--out", default="out/layers", help="output directory (default: out/layers)")
+    la.add_argument("--pooling", default="first", choices=["first", "mean", "last"],
+                    help="subword-to-word pooling (default: first content piece)")
+    la.add_argument("--seed", type=int, default=0, help="seed of probes, control task, bootstrap (default: 0)")
+    la.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for 95%% CIs (default: 1000)")
+    la.add_argument("--no-tatoeba", action="store_true", help="skip Tatoeba retrieval")
+    la.add_argument("--device", default="auto", help="cuda, mps, cpu or auto (default: auto)")
+    la.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
-
-
-# Later modules (layers, fuse, figures, compare) add their sub-commands here.
-_EXTRA_PARSERS: list[Callable] = []
 
 
 def main(argv: list[str] | None = None) -> int:

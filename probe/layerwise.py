@@ -1,0 +1,525 @@
+"""Which layers carry structure and which carry cross-lingual information?
+
+:func:`layers` is the toolkit's main analysis and the API behind ``probe layers``:
+
+- **structure**: linear probes per layer (UPOS, universal dependency relation) trained
+  on English (EWT dev+test), evaluated in-language on English PUD and zero-shot on each
+  target language's PUD, with a Hewitt & Liang control task (selectivity = task − control);
+- **language identity**: a probe over the chosen languages' PUD words (held-out
+  sentences) — high accuracy means the layer is language-specific;
+- **cross-lingual similarity**: debiased linear CKA between English and each target's
+  PUD sentence vectors, a layer × layer CKA matrix, and parallel-sentence retrieval
+  (accuracy@1 both ways, with and without per-language mean-centering) on PUD and Tatoeba.
+
+Layer indices: 0 = embedding output, L = last transformer layer.
+
+>>> res = layers(["de", "zh"], model="e5-small-q4")     # doctest: +SKIP
+>>> res.table()                                         # one row per layer
+>>> res.plot_tradeoff()
+"""
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import __version__
+from .errors import ProbeError
+
+UPOS_TAGS = ["ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON",
+             "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X"]
+TASKS = ("upos", "deprel", "langid")
+SOURCE_LANG = "en"
+
+
+# ----------------------------------------------------------------------------- provenance
+def versions() -> dict:
+    """Versions of the code and libraries that produced a result."""
+    import numpy
+    import sklearn
+    import torch
+    import transformers
+
+    out = {"probe": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
+           "torch": torch.__version__, "transformers": transformers.__version__,
+           "scikit-learn": sklearn.__version__}
+    try:
+        root = Path(__file__).resolve().parent.parent
+        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+        if sha:
+            dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "probe"],
+                                   capture_output=True, text=True, timeout=5).stdout.strip()
+            out["git"] = sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
+
+
+def entry_record(entry) -> dict:
+    c = entry.meta["corpus"]
+    return {"corpus": c["name"], "lang": c["lang"], "split": c["split"], "sha256": c["sha256"],
+            "files": c.get("files", []), "n_sentences": entry.n_sentences, "n_words": entry.n_words,
+            "pooling": entry.meta["pooling"], "cache_key": entry.meta["key"]}
+
+
+# ----------------------------------------------------------------------------- data
+@dataclass
+class Inputs:
+    """The cache entries one analysis reads."""
+
+    spec: object
+    train: object                      # English training treebank (EWT dev+test)
+    pud: dict                          # lang -> PUD entry (English first)
+    tatoeba: dict = field(default_factory=dict)  # lang -> (xx entry, eng entry)
+
+
+def ensure_entries(spec, wanted: Sequence[tuple[str, str, str, str]], *, progress=True, device=None):
+    """Open or extract ``(corpus, lang, split, pooling)`` entries, loading the model at most once."""
+    from .cache import open_entry
+    from .data import load_corpus
+    from .extract import cache_key, extract_corpus
+
+    encoder = None
+    out = []
+    for corpus, lang, split, pooling in wanted:
+        data = load_corpus(corpus, lang, split)
+        entry = open_entry(cache_key(spec, data, pooling))
+        if entry is None:
+            if encoder is None:
+                encoder = spec.load()
+            entry = extract_corpus(spec, data, pooling=pooling, progress=progress, device=device,
+                                   encoder=encoder)
+        out.append(entry)
+    return out
+
+
+def _check_targets(langs: Sequence[str]):
+    from .languages import get_language, languages_with
+
+    if isinstance(langs, str):
+        langs = [x for x in langs.split(",") if x.strip()]
+    if not langs:
+        raise ProbeError("no target language given")
+    pud_langs = languages_with("pud")
+    supported = ", ".join(sorted(l.code for l in pud_langs if l.code != SOURCE_LANG))
+    out = []
+    for code in langs:
+        try:
+            lang = get_language(code.strip())
+        except ProbeError:
+            raise ProbeError(f"unknown language {code.strip()!r}; supported target languages (with a "
+                             f"PUD treebank): {supported}") from None
+        if lang not in pud_langs:
+            raise ProbeError(f"language {code.strip()!r} ({lang.name}) has no PUD treebank; supported "
+                             f"target languages: {supported}")
+        if lang.code == SOURCE_LANG:
+            raise ProbeError("English is the source language; choose target languages: " + supported)
+        if lang.code not in out:
+            out.append(lang.code)
+    return out
+
+
+def _universal(names: list[str]) -> list[str]:
+    return [n.split(":")[0] for n in names]
+
+
+def _label_ids(entry, task: str, vocab: list[str]) -> np.ndarray:
+    """Entry labels mapped onto a shared vocabulary (``-1`` = missing/unknown)."""
+    names = entry.vocab(task)
+    if task == "deprel":
+        names = _universal(names)
+    index = {v: i for i, v in enumerate(vocab)}
+    lut = np.asarray([index.get(n, -1) for n in names] + [-1], dtype=np.int64)
+    raw = np.asarray(entry.labels(task), dtype=np.int64)
+    return lut[np.where(raw >= 0, raw, len(names))]
+
+
+def _sentence_ids(entry) -> np.ndarray:
+    return np.repeat(np.arange(entry.n_sentences), np.diff(entry.offsets))
+
+
+def _aligned_rows(a, b) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices pairing two PUD entries by sent_id (identical order in practice)."""
+    ia, ib = a.sent_ids, b.sent_ids
+    if ia == ib:
+        idx = np.arange(len(ia))
+        return idx, idx
+    pos = {s: i for i, s in enumerate(ib)}
+    pairs = [(i, pos[s]) for i, s in enumerate(ia) if s in pos]
+    if not pairs:
+        raise ProbeError(f"{a.path} and {b.path} share no sent_id")
+    pa, pb = zip(*pairs)
+    return np.asarray(pa), np.asarray(pb)
+
+
+# ----------------------------------------------------------------------------- result
+@dataclass
+class LayerResult:
+    """All numbers of one ``layers`` run (``report`` is JSON-ready) with table and plots."""
+
+    report: dict
+
+    @property
+    def langs(self) -> list[str]:
+        return self.report["config"]["langs"]
+
+    @property
+    def layer_ids(self) -> list[int]:
+        return self.report["layers"]
+
+    def table(self):
+        """Per-layer summary as a pandas DataFrame (index: layer)."""
+        import pandas as pd
+
+        r = self.report
+        cols: dict[str, list] = {}
+        pr = r["probes"]
+        if "upos" in pr:
+            cols["UPOS en"] = [x["accuracy"] for x in pr["upos"]["en"]]
+            for lang in self.langs:
+                cols[f"UPOS {lang}"] = [x["accuracy"] for x in pr["upos"][lang]]
+            cols["UPOS sel"] = pr["upos"]["selectivity_en"]
+        if "deprel" in pr:
+            cols["dep en"] = [x["accuracy"] for x in pr["deprel"]["en"]]
+        for lang in self.langs:
+            cols[f"CKA en-{lang}"] = r["cka"][lang]["debiased"]
+        for lang in self.langs:
+            ret = r["retrieval"]["pud"][lang]["plain"]
+            cols[f"R en>{lang}"] = [x["en2xx"] for x in ret]
+            cols[f"R {lang}>en"] = [x["xx2en"] for x in ret]
+        if "langid" in r and r["langid"]:
+            cols["langID"] = [x["accuracy"] for x in r["langid"]]
+        df = pd.DataFrame(cols, index=pd.Index(self.layer_ids, name="layer"))
+        return df
+
+    def format_table(self) -> str:
+        df = self.table()
+        return df.to_string(float_format=lambda v: f"{v:.3f}")
+
+    def _meta(self, data_caption: str) -> dict:
+        r = self.report
+        return {"model": r["model"], "data_caption": data_caption, "seed": r["seeds"]["probe"],
+                "versions": r["versions"]}
+
+    # -- figures
+    def plot_probes(self, path: Path | None = None):
+        import matplotlib.pyplot as plt
+
+        from .plotting import LAYER_AXIS, finish, palette, setup_style
+
+        setup_style()
+        r = self.report
+        tasks = [t for t in ("upos", "deprel") if t in r["probes"]]
+        fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(5.2 * max(len(tasks), 1), 3.8),
+                                 squeeze=False)
+        L = self.layer_ids
+        for ax, task in zip(axes[0], tasks):
+            cols = palette(len(self.langs) + 1)
+            for lang, c in zip(["en"] + self.langs, cols):
+                rows = r["probes"][task][lang]
+                acc = [x["accuracy"] for x in rows]
+                lo = [x["accuracy_ci"][0] for x in rows]
+                hi = [x["accuracy_ci"][1] for x in rows]
+                label = "en (in-language)" if lang == "en" else f"{lang} (zero-shot)"
+                ax.plot(L, acc, marker="o", ms=3, color=c, label=label)
+                ax.fill_between(L, lo, hi, color=c, alpha=0.2, lw=0)
+            ctrl = [x["accuracy"] for x in r["probes"][task]["control_en"]]
+            ax.plot(L, ctrl, ls="--", color="0.4", label="control task (en)")
+            ax.set_xlabel(LAYER_AXIS)
+            ax.set_ylabel("accuracy (fraction of words)")
+            ax.set_title(f"{task.upper()} probe (trained on English)")
+            ax.set_ylim(0, 1)
+            ax.legend(fontsize=8)
+        cap = "probe train: UD English-EWT dev+test; eval: PUD (" + ", ".join(["en"] + self.langs) + \
+              "); 95% sentence-bootstrap bands"
+        return finish(fig, path or Path("probes.png"), self._meta(cap), "Structural probes per layer")
+
+    def plot_similarity(self, path: Path | None = None):
+        import matplotlib.pyplot as plt
+
+        from .plotting import LAYER_AXIS, finish, palette, setup_style
+
+        setup_style()
+        r = self.report
+        L = self.layer_ids
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10.5, 3.8))
+        cols = palette(len(self.langs))
+        for lang, c in zip(self.langs, cols):
+            a1.plot(L, r["cka"][lang]["debiased"], marker="o", ms=3, color=c, label=f"en–{lang}")
+            plain = r["retrieval"]["pud"][lang]["plain"]
+            cent = r["retrieval"]["pud"][lang]["centered"]
+            a2.plot(L, [(x["en2xx"] + x["xx2en"]) / 2 for x in plain], marker="o", ms=3, color=c,
+                    label=f"en↔{lang}")
+            a2.plot(L, [(x["en2xx"] + x["xx2en"]) / 2 for x in cent], ls="--", color=c,
+                    label=f"en↔{lang}, mean-centred")
+        a1.set(xlabel=LAYER_AXIS, ylabel="debiased linear CKA", title="CKA of PUD sentence vectors")
+        a2.set(xlabel=LAYER_AXIS, ylabel="accuracy@1 (mean of both directions)",
+               title="PUD parallel-sentence retrieval", ylim=(0, 1))
+        a1.legend(fontsize=8)
+        a2.legend(fontsize=7)
+        cap = "PUD test, 1000 parallel sentences per language, mean-pooled word vectors"
+        return finish(fig, path or Path("similarity.png"), self._meta(cap),
+                      "Cross-lingual similarity per layer")
+
+    def tradeoff_curves(self) -> dict[str, list[float]]:
+        """Curves min-max normalised over layers (0 = the curve's worst layer, 1 = its best)."""
+        r = self.report
+        curves = {}
+        if "upos" in r["probes"]:
+            curves["UPOS en (structure)"] = [x["accuracy"] for x in r["probes"]["upos"]["en"]]
+            curves["UPOS zero-shot, mean over targets"] = list(np.mean(
+                [[x["accuracy"] for x in r["probes"]["upos"][l]] for l in self.langs], axis=0))
+        if "deprel" in r["probes"]:
+            curves["deprel en (structure)"] = [x["accuracy"] for x in r["probes"]["deprel"]["en"]]
+        curves["CKA en–xx (cross-lingual)"] = list(np.mean([r["cka"][l]["debiased"] for l in self.langs], 0))
+        curves["retrieval en↔xx (cross-lingual)"] = list(np.mean(
+            [[(x["en2xx"] + x["xx2en"]) / 2 for x in r["retrieval"]["pud"][l]["plain"]] for l in self.langs], 0))
+        if r.get("langid"):
+            curves["language ID (language-specific)"] = [x["accuracy"] for x in r["langid"]]
+        out = {}
+        for k, v in curves.items():
+            v = np.asarray(v, dtype=float)
+            span = v.max() - v.min()
+            out[k] = list((v - v.min()) / span) if span > 0 else list(np.zeros_like(v))
+        return out
+
+    def plot_tradeoff(self, path: Path | None = None):
+        import matplotlib.pyplot as plt
+
+        from .plotting import LAYER_AXIS, finish, palette, setup_style
+
+        setup_style()
+        curves = self.tradeoff_curves()
+        fig, ax = plt.subplots(figsize=(7.5, 4.2))
+        cols = palette(len(curves))
+        for (name, v), c in zip(curves.items(), cols):
+            style = "-" if "structure" in name or "zero-shot" in name else ("--" if "cross" in name else ":")
+            ax.plot(self.layer_ids, v, ls=style, marker="o", ms=3, color=c, label=name)
+        ax.set(xlabel=LAYER_AXIS, ylabel="normalised score (0 = worst layer, 1 = best layer)",
+               ylim=(-0.05, 1.05))
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        cap = f"targets: {', '.join(self.langs)}; probes on UD EWT→PUD, similarity on PUD"
+        return finish(fig, path or Path("tradeoff.png"), self._meta(cap),
+                      "Structure vs cross-lingual alignment across layers")
+
+    def plot_cka_heatmap(self, lang: str, path: Path | None = None):
+        import matplotlib.pyplot as plt
+        import seaborn as sns
+
+        from .plotting import finish, setup_style
+
+        setup_style()
+        M = np.asarray(self.report["cka_matrix"][lang])
+        fig, ax = plt.subplots(figsize=(6.2, 5.2))
+        sns.heatmap(M, ax=ax, cmap="viridis", vmin=0, vmax=1, square=True,
+                    cbar_kws={"label": "debiased linear CKA"})
+        ax.invert_yaxis()
+        ax.set(xlabel=f"{lang} layer (0 = embeddings)", ylabel="en layer (0 = embeddings)")
+        cap = f"PUD en vs {lang}, 1000 parallel sentences, mean-pooled sentence vectors"
+        return finish(fig, path or Path(f"cka_en-{lang}.png"), self._meta(cap),
+                      f"Layer × layer CKA, English vs {lang}")
+
+    def save(self, out_dir: Path) -> list[Path]:
+        """Write ``report.json`` and every figure into ``out_dir``; returns the paths."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        rep = out_dir / "report.json"
+        tmp = rep.with_name(".report.json.tmp")
+        tmp.write_text(json.dumps(self.report, indent=1, ensure_ascii=False) + "\n")
+        tmp.replace(rep)
+        paths = [rep]
+        paths += self.plot_probes(out_dir / "probes.png")
+        paths += self.plot_similarity(out_dir / "similarity.png")
+        paths += self.plot_tradeoff(out_dir / "tradeoff.png")
+        for lang in self.langs:
+            paths += self.plot_cka_heatmap(lang, out_dir / f"cka_en-{lang}.png")
+        return paths
+
+    @classmethod
+    def load(cls, path: Path) -> "LayerResult":
+        return cls(json.loads(Path(path).read_text()))
+
+
+# ----------------------------------------------------------------------------- analysis
+def _probe_task(task, train, evals, layer, seed, n_boot, probe_kw):
+    """Fit the task probe and its control on ``train`` at ``layer``; evaluate on ``evals``."""
+    from .probes import ControlTask, LinearProbe, evaluate
+
+    vocab = UPOS_TAGS if task == "upos" else sorted(set(_universal(train.vocab("deprel"))))
+    y_train = _label_ids(train, task, vocab)
+    keep = y_train >= 0
+    X_train = np.asarray(train.layer(layer), dtype=np.float32)[keep]
+    probe = LinearProbe(seed=seed, **probe_kw).fit(X_train, y_train[keep])
+    words_train = np.asarray(train.flat_words, dtype=object)[keep]
+    control = ControlTask(seed=seed).fit(words_train, y_train[keep])
+    ctrl_probe = LinearProbe(seed=seed, **probe_kw).fit(X_train, control.transform(words_train))
+    del X_train
+    out = {}
+    for lang, entry in evals.items():
+        y = _label_ids(entry, task, vocab)
+        ok = y >= 0
+        X = np.asarray(entry.layer(layer), dtype=np.float32)[ok]
+        sid = _sentence_ids(entry)[ok]
+        out[lang] = evaluate(y[ok], probe.predict(X), sentence_ids=sid, n_boot=n_boot, seed=seed)
+        if lang == SOURCE_LANG:
+            y_ctrl = control.transform(np.asarray(entry.flat_words, dtype=object)[ok])
+            out["control_en"] = evaluate(y_ctrl, ctrl_probe.predict(X), sentence_ids=sid,
+                                         n_boot=n_boot, seed=seed)
+    return out
+
+
+def _langid(pud: dict, layer: int, seed: int, n_boot: int, probe_kw, holdout=0.2):
+    """Language identity of PUD words; train/test split by sentence (same split everywhere)."""
+    from .probes import LinearProbe, evaluate
+
+    langs = list(pud)
+    n = min(e.n_sentences for e in pud.values())
+    rng = np.random.default_rng(seed)
+    test_sent = np.zeros(n, dtype=bool)
+    test_sent[rng.permutation(n)[: int(round(holdout * n))]] = True
+    Xtr, ytr, Xte, yte, ste = [], [], [], [], []
+    for k, lang in enumerate(langs):
+        e = pud[lang]
+        sid = _sentence_ids(e)
+        in_range = sid < n
+        is_test = np.zeros(len(sid), dtype=bool)
+        is_test[in_range] = test_sent[sid[in_range]]
+        X = np.asarray(e.layer(layer), dtype=np.float32)
+        Xtr.append(X[in_range & ~is_test])
+        ytr.append(np.full(int((in_range & ~is_test).sum()), k))
+        Xte.append(X[is_test])
+        yte.append(np.full(int(is_test.sum()), k))
+        ste.append(sid[is_test] + k * n)  # a sentence of each language is its own unit
+    probe = LinearProbe(seed=seed, **probe_kw).fit(np.concatenate(Xtr), np.concatenate(ytr))
+    Xte = np.concatenate(Xte)
+    res = evaluate(np.concatenate(yte), probe.predict(Xte), sentence_ids=np.concatenate(ste),
+                   n_boot=n_boot, seed=seed)
+    res["chance"] = 1.0 / len(langs)
+    return res
+
+
+def _similarity(pud: dict, tatoeba: dict, targets, L: int):
+    from .similarity import cka_matrix, linear_cka, retrieval_accuracy
+
+    en = pud[SOURCE_LANG]
+    cka, cka_mat, ret = {}, {}, {}
+    for lang in targets:
+        ia, ib = _aligned_rows(en, pud[lang])
+        A = [np.asarray(en.sentence_vectors(l, "mean"), dtype=np.float32)[ia] for l in range(L + 1)]
+        B = [np.asarray(pud[lang].sentence_vectors(l, "mean"), dtype=np.float32)[ib] for l in range(L + 1)]
+        cka_mat[lang] = cka_matrix(A, B, debiased=True).tolist()
+        cka[lang] = {"debiased": [float(np.asarray(cka_mat[lang])[l, l]) for l in range(L + 1)],
+                     "biased": [linear_cka(A[l], B[l], debiased=False) for l in range(L + 1)],
+                     "n_sentences": int(len(ia))}
+        ret[lang] = {kind: [_ret(A[l], B[l], kind == "centered") for l in range(L + 1)]
+                     for kind in ("plain", "centered")}
+    tat = {}
+    for lang, (xx, eng) in tatoeba.items():
+        tat[lang] = {}
+        for kind in ("plain", "centered"):
+            tat[lang][kind] = [_ret(np.asarray(eng.sentence_vectors(l, "mean"), dtype=np.float32),
+                                    np.asarray(xx.sentence_vectors(l, "mean"), dtype=np.float32),
+                                    kind == "centered") for l in range(L + 1)]
+        tat[lang]["n_pairs"] = xx.n_sentences
+    return cka, cka_mat, {"pud": ret, "tatoeba": tat}
+
+
+def _ret(A, B, center):
+    from .similarity import retrieval_accuracy
+
+    r = retrieval_accuracy(A, B, center=center)
+    return {"en2xx": r["a2b"], "xx2en": r["b2a"]}
+
+
+def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str] = TASKS, *,
+           pooling: str = "first", seed: int = 0, n_boot: int = 1000, tatoeba: bool = True,
+           train: tuple[str, str] = ("ud", "dev+test"), C: float = 1.0, max_iter: int = 100,
+           progress: bool = True, device: str | None = None, log=None) -> LayerResult:
+    """Run the per-layer analysis for English → each of ``langs``.
+
+    Missing cache entries are extracted first (the model is loaded only then).
+    Returns a :class:`LayerResult`; ``result.report`` holds every number with the model,
+    data, seeds and versions that produced it.
+    """
+    from .encoders import resolve_encoder
+    from .languages import get_language
+
+    t0 = time.time()
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    tasks = [t.strip() for t in (tasks.split(",") if isinstance(tasks, str) else tasks) if t.strip()]
+    bad = [t for t in tasks if t not in TASKS]
+    if bad:
+        raise ProbeError(f"unknown task(s) {', '.join(bad)}; choose from {', '.join(TASKS)}")
+    targets = _check_targets(langs)
+    spec = resolve_encoder(model) if isinstance(model, str) else model
+    wanted = [(train[0], SOURCE_LANG, train[1], pooling)]
+    wanted += [("pud", lang, "test", pooling) for lang in [SOURCE_LANG] + targets]
+    tat_langs = [l for l in targets if tatoeba and get_language(l).tatoeba]
+    for lang in tat_langs:
+        # Tatoeba has no gold word segmentation (whitespace tokens; a Chinese sentence is one
+        # token), so its words are mean-pooled over all their pieces.
+        wanted += [("tatoeba", lang, "xx", "mean"), ("tatoeba", lang, "eng", "mean")]
+    entries = ensure_entries(spec, wanted, progress=progress, device=device)
+    t_extract = time.time() - t0
+    train_entry = entries[0]
+    pud = dict(zip([SOURCE_LANG] + targets, entries[1:2 + len(targets)]))
+    tat = {lang: (entries[2 + len(targets) + 2 * i], entries[3 + len(targets) + 2 * i])
+           for i, lang in enumerate(tat_langs)}
+    L = train_entry.last_layer
+    probe_kw = {"C": C, "max_iter": max_iter}
+
+    probes: dict = {t: {lang: [] for lang in [SOURCE_LANG] + targets} | {"control_en": []}
+                    for t in tasks if t != "langid"}
+    langid_rows = []
+    from tqdm.auto import tqdm
+
+    for layer in tqdm(range(L + 1), desc="probing layers", unit="layer", disable=not progress,
+                      file=sys.stderr):
+        for task in probes:
+            res = _probe_task(task, train_entry, pud, layer, seed, n_boot, probe_kw)
+            for k, v in res.items():
+                probes[task][k].append(v)
+        if "langid" in tasks:
+            langid_rows.append(_langid(pud, layer, seed, n_boot, probe_kw))
+    for task in probes:
+        probes[task]["selectivity_en"] = [a["accuracy"] - c["accuracy"] for a, c in
+                                          zip(probes[task][SOURCE_LANG], probes[task]["control_en"])]
+    t_probe = time.time() - t0 - t_extract
+    cka, cka_mat, retrieval = _similarity(pud, tat, targets, L)
+    report = {
+        "question": "which layers carry structure (probes) and which carry cross-lingual information "
+                    "(CKA, retrieval)",
+        "layer_indexing": "0 = embedding output, L = last transformer layer",
+        "layers": list(range(L + 1)),
+        "model": {"name": spec.name, "fingerprint": spec.fingerprint, "source": spec.source,
+                  "note": getattr(spec, "note", ""), "n_layers": L, "hidden": train_entry.hidden},
+        "config": {"langs": targets, "source_lang": SOURCE_LANG, "tasks": tasks, "pooling": pooling,
+                   "probe": {"kind": "LinearProbe (multinomial logistic regression, L-BFGS)", **probe_kw},
+                   "train": {"corpus": train[0], "split": train[1]},
+                   "in_language_eval": "English PUD (held out: a different treebank from the training one)",
+                   "sentence_vectors": "mean of the layer's word vectors", "n_boot": n_boot,
+                   "control_task": "Hewitt & Liang 2019: each word type gets a fixed random label drawn "
+                                   "from the training label distribution"},
+        "seeds": {"probe": seed, "control": seed, "bootstrap": seed, "langid_split": seed},
+        "data": {"train": entry_record(train_entry),
+                 "pud": {k: entry_record(v) for k, v in pud.items()},
+                 "tatoeba": {k: {"xx": entry_record(a), "eng": entry_record(b)} for k, (a, b) in tat.items()}},
+        "versions": versions(),
+        "probes": probes,
+        "langid": langid_rows,
+        "cka": cka,
+        "cka_matrix": cka_mat,
+        "retrieval": retrieval,
+        "timings_s": {"extract_or_open": round(t_extract, 2), "probes": round(t_probe, 2),
+                      "similarity": round(time.time() - t0 - t_extract - t_probe, 2),
+                      "total": round(time.time() - t0, 2)},
+    }
+    return LayerResult(report)
