@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "load_encoder": "probe.encoders",
     "resolve_encoder": "probe.encoders",
-    "extract": "probe.extract",
+    "extract": "probe.extraction",
     "CacheEntry": "probe.cache",
     "load_corpus": "probe.data",
     "get_corpus": "probe.data",

@@ -36,7 +36,7 @@ def _human(n: float) -> str:
 def cmd_extract(args) -> int:
     from .data import get_corpus
     from .encoders import resolve_encoder
-    from .extract import extract_corpus
+    from .extraction import extract_corpus
     from .languages import parse_langs
 
     spec = resolve_encoder(args.model)
@@ -47,7 +47,7 @@ def cmd_extract(args) -> int:
     encoder = None
     for data in loaded:
         from .cache import open_entry
-        from .extract import cache_key
+        from .extraction import cache_key
         hit = open_entry(cache_key(spec, data, args.pooling))
         if hit is None and encoder is None:
             encoder = spec.load()

@@ -85,7 +85,7 @@ def ensure_entries(spec, wanted: Sequence[tuple[str, str, str, str]], *, progres
     """Open or extract ``(corpus, lang, split, pooling)`` entries, loading the model at most once."""
     from .cache import open_entry
     from .data import load_corpus
-    from .extract import cache_key, extract_corpus
+    from .extraction import cache_key, extract_corpus
 
     encoder = None
     out = []

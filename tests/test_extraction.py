@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-import probe.extract as ex
+import probe.extraction as ex
 from probe.cache import CacheEntry, iter_entries
 from probe.errors import ProbeError
 from tiny import MemCorpus, Sent, random_corpus, tiny_bert, tiny_spec, unigram_tokenizer
