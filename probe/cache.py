@@ -168,11 +168,17 @@ class CacheEntry:
         """``[n_sentences + 1]`` int64: words of sentence s are ``offsets[s]:offsets[s+1]``."""
         return self._npy("offsets.npy")
 
+    @property
+    def segment(self) -> np.ndarray | None:
+        """``[n_words]`` int8: 0 = first sentence of a pair, 1 = second (None if not pairs)."""
+        return self._npy("segment.npy") if (self.path / "segment.npy").exists() else None
+
     def has_labels(self, name: str) -> bool:
         return name in self.meta.get("labels", {})
 
     def labels(self, name: str) -> np.ndarray:
-        """Label ids ``[n_words]`` (``upos``, ``deprel``, ``head``; -1 = missing)."""
+        """Label ids: ``[n_words]`` for ``upos``, ``deprel``, ``head``, ``tags``; ``[n_sentences]``
+        for a sentence-level ``label``; -1 = missing."""
         if not self.has_labels(name):
             raise CacheError(f"{self.path}: no '{name}' labels (have: {sorted(self.meta.get('labels', {}))})")
         return self._npy(f"{name}.npy")
@@ -333,3 +339,29 @@ class EntryBuilder:
             raise
         shutil.rmtree(self.partial, ignore_errors=True)
         return CacheEntry(self.final)
+
+
+RESULTS_VERSION = 1
+
+
+def memoized(kind: str, fields: dict, compute):
+    """Return ``compute()``'s JSON-able result, stored under a digest of ``fields``.
+
+    Used for per-layer analysis results (a probe fit and its evaluation), keyed by the
+    cache entries' own digests, so a repeated or interrupted analysis reuses finished
+    layers and a change of any input gives a new key, never a stale result.
+    """
+    payload = json.dumps({"kind": kind, "v": RESULTS_VERSION, **fields}, sort_keys=True, default=str)
+    digest = hashlib.sha256(payload.encode()).hexdigest()
+    path = cache_dir() / "results" / kind / f"{digest[:32]}.json"
+    if path.exists():
+        try:
+            stored = json.loads(path.read_text())
+            if stored.get("key") == payload:
+                return stored["result"]
+        except (OSError, ValueError):
+            pass  # unreadable memo: recompute and overwrite
+    result = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, {"key": payload, "result": result})
+    return result

@@ -39,11 +39,13 @@ def cmd_extract(args) -> int:
     from .extraction import extract_corpus
     from .languages import parse_langs
 
-    spec = resolve_encoder(args.model)
     cdef = get_corpus(args.corpus)
     langs = parse_langs(args.lang)
-    loaded = [cdef.load(lang.iso1 or lang.iso3, args.split) if args.split
-              else cdef.load(lang.iso1 or lang.iso3) for lang in langs]
+    split = args.split or cdef.splits[0]
+    for lang in langs:  # validate every language before any download or model load
+        cdef.check(lang, split)
+    loaded = [cdef.load(lang, split, progress=not args.quiet) for lang in langs]
+    spec = resolve_encoder(args.model)
     encoder = None
     for data in loaded:
         from .cache import open_entry
@@ -121,17 +123,19 @@ def cmd_data(args) -> int:
     from .languages import parse_langs
 
     if args.data_cmd == "ls":
-        for cdef in list_corpora():
-            langs = cdef.languages()
+        for name in list_corpora():
+            cdef = get_corpus(name)
+            langs = [l.code for l in cdef.languages()]
             print(f"{cdef.name:8s} splits={','.join(cdef.splits)}  languages ({len(langs)}): "
                   f"{', '.join(langs)}")
             print(f"         {cdef.description}")
         return 0
     if args.data_cmd == "fetch":
         cdef = get_corpus(args.corpus)
-        langs = [l.iso1 or l.iso3 for l in parse_langs(args.lang)] if args.lang else cdef.languages()
+        langs = parse_langs(args.lang) if args.lang else cdef.languages()
+        split = args.split or cdef.splits[0]
         for lang in langs:
-            data = cdef.load(lang, args.split) if args.split else cdef.load(lang)
+            data = cdef.load(lang, split)
             print(f"{data.name}/{data.lang}/{data.split}: {len(data.sentences)} sentences, "
                   f"{data.n_words} words ({', '.join(f['relpath'] for f in data.files)})")
         return 0
@@ -182,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--model", default="auto", help=model_help + " (default: auto)")
     ex.add_argument("--corpus", default="pud", help="registered corpus: pud, ud, tatoeba (default: pud)")
     ex.add_argument("--lang", required=True, help="comma-separated languages, ISO 639-1 or 639-3 (e.g. en,de,zh)")
-    ex.add_argument("--split", default=None, help="corpus split (default: the corpus's default split)")
+    ex.add_argument("--split", default=None, help="corpus split (default: the corpus's first split, "
+                                                  "see `probe data ls`)")
     ex.add_argument("--pooling", default="first", choices=["first", "mean", "last"],
                     help="subword-to-word pooling (default: first content piece)")
     ex.add_argument("--batch-tokens", type=int, default=8192,
@@ -215,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Download (or copy from the mirror) and verify corpus files.")
     fe.add_argument("--corpus", required=True, help="registered corpus name (see `probe data ls`)")
     fe.add_argument("--lang", help="comma-separated languages (default: all of the corpus)")
-    fe.add_argument("--split", help="split (default: the corpus's default)")
+    fe.add_argument("--split", help="split (default: the corpus's first split)")
 
     la = sub.add_parser("layers", help="which layers carry structure vs cross-lingual information",
                         description="Per-layer analysis, English -> each target language: linear probes "

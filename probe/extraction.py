@@ -88,7 +88,7 @@ class Tokenization:
     """Piece-level view of a list of pre-split sentences for one tokenizer."""
 
     def __init__(self, tokenizer, sentences_words: Sequence[Sequence[str]], max_length: int,
-                 pooling: str):
+                 pooling: str, n_first: Sequence[int | None] | None = None):
         if pooling not in POOLINGS:
             raise ProbeError(f"unknown pooling {pooling!r}; choose from {', '.join(POOLINGS)}")
         self.tokenizer = tokenizer
@@ -103,6 +103,14 @@ class Tokenization:
         self.n_prefix = len(self.prefix_ids)
         self.n_special = self.n_prefix + len(self.suffix_ids)
         self.budget = max_length - self.n_special
+        self.max_length = max_length
+        if n_first is not None and any(k is not None for k in n_first):
+            pair = tokenizer([["a"]], [["b"]], is_split_into_words=True, add_special_tokens=True)
+            p_ids, p_seq = pair["input_ids"][0], pair.sequence_ids(0)
+            a_at, b_at = p_seq.index(0), p_seq.index(1)
+            self.pair_frame = (list(p_ids[:a_at]), list(p_ids[a_at + 1:b_at]), list(p_ids[b_at + 1:]))
+        self.n_first = n_first
+        self.clipped_words: list[int] = []
         vocab = tokenizer.get_vocab()
         self.bare_id = vocab.get("\u2581")
         self.n_replaced_words = 0
@@ -122,9 +130,13 @@ class Tokenization:
                 counts = np.bincount([w for w in wids if w is not None], minlength=len(words))
                 if (counts == 0).any():
                     ids, wids = self._replace_empty(words, counts)
-                self._add_sentence(lo + j, np.asarray(ids, dtype=np.int64),
-                                   np.asarray([-1 if w is None else w for w in wids], dtype=np.int64),
-                                   len(words))
+                ids = np.asarray(ids, dtype=np.int64)
+                wids = np.asarray([-1 if w is None else w for w in wids], dtype=np.int64)
+                k = n_first[lo + j] if n_first is not None else None
+                if k is None:
+                    self._add_sentence(lo + j, ids, wids, len(words))
+                else:
+                    self._add_pair(lo + j, ids, wids, len(words), k)
 
     def _replace_empty(self, words, counts):
         """Words that tokenize to nothing (e.g. a lone zero-width character) become <unk>,
@@ -182,6 +194,32 @@ class Tokenization:
             self.units.append(Unit(s, k, self._with_specials(sub_ids), pos[mine] + self.n_prefix,
                                    w[mine] + base))
 
+    def _add_pair(self, s: int, ids: np.ndarray, wids: np.ndarray, n_words: int, n_a: int):
+        """A sentence pair ``words[:n_a]`` / ``words[n_a:]`` as one input, e.g.
+        ``<s> A </s></s> B </s>``. Pairs too long for the model lose pieces from the end of
+        the longer side (longest-first); words left without a piece are recorded in
+        ``clipped_words`` and get zero vectors."""
+        pre, mid, post = self.pair_frame
+        budget = self.max_length - len(pre) - len(mid) - len(post)
+        is_a = wids < n_a
+        a_ids, b_ids = ids[is_a], ids[~is_a]
+        a_w, b_w = wids[is_a], wids[~is_a]
+        na, nb = len(a_ids), len(b_ids)
+        while na + nb > budget:
+            if na >= nb:
+                na -= 1
+            else:
+                nb -= 1
+        if (na, nb) != (len(a_ids), len(b_ids)):
+            kept = set(a_w[:na].tolist()) | set(b_w[:nb].tolist())
+            self.clipped_words += [int(self.offsets[s]) + w for w in range(n_words) if w not in kept]
+        cat_ids = np.concatenate([a_ids[:na], b_ids[:nb]])
+        cat_w = np.concatenate([a_w[:na], b_w[:nb]])
+        pos, w = self._pooled_pieces(cat_ids, cat_w, n_words)
+        pos = pos + len(pre) + np.where(pos >= na, len(mid), 0)
+        input_ids = pre + [int(i) for i in a_ids[:na]] + mid + [int(i) for i in b_ids[:nb]] + post
+        self.units.append(Unit(s, 0, input_ids, pos, w + int(self.offsets[s])))
+
     def _with_specials(self, ids: np.ndarray) -> list[int]:
         return self.prefix_ids + [int(i) for i in ids] + self.suffix_ids
 
@@ -237,7 +275,9 @@ def _forward_batch(encoder, units: list[Unit], device: str, pad_id: int):
 
 
 def _label_arrays(sentences) -> dict[str, tuple[np.ndarray, list[str] | None]]:
-    """``upos``/``deprel`` as ids into a sorted vocabulary, ``head`` as ints (-1 = missing)."""
+    """Label arrays with their vocabularies: ``upos``, ``deprel``, ``tags`` ``[n_words]`` as ids
+    into a sorted vocabulary, ``head`` ``[n_words]`` as ints (-1 = missing), and the
+    sentence-level ``label`` ``[n_sentences]``."""
     out = {}
     for name in ("upos", "deprel"):
         seqs = [getattr(s, name, None) for s in sentences]
@@ -247,6 +287,16 @@ def _label_arrays(sentences) -> dict[str, tuple[np.ndarray, list[str] | None]]:
         vocab = sorted({v for v in flat if v not in ("_", "", None)})
         index = {v: i for i, v in enumerate(vocab)}
         out[name] = (np.asarray([index.get(v, -1) for v in flat], dtype=np.int16), vocab)
+    tags = [getattr(s, "tags", None) for s in sentences]
+    if all(t is not None for t in tags):
+        vocab = sorted({v for seq in tags for v in seq})
+        index = {v: i for i, v in enumerate(vocab)}
+        out["tags"] = (np.asarray([index[v] for seq in tags for v in seq], dtype=np.int16), vocab)
+    sent_labels = [getattr(s, "label", None) for s in sentences]
+    if all(x is not None for x in sent_labels):
+        vocab = sorted(set(sent_labels))
+        index = {v: i for i, v in enumerate(vocab)}
+        out["label"] = (np.asarray([index[v] for v in sent_labels], dtype=np.int16), vocab)
     heads = [getattr(s, "head", None) for s in sentences]
     if all(h is not None for h in heads):
         out["head"] = (np.asarray([-1 if h is None else h for seq in heads for h in seq], dtype=np.int32), None)
@@ -274,7 +324,7 @@ def extract(model, corpus: str, lang: str, split: str | None = None, *, pooling:
         raise ProbeError(f"unknown pooling {pooling!r}; choose from {', '.join(POOLINGS)}")
     spec = resolve_encoder(model) if isinstance(model, str) else model
     cdef = get_corpus(corpus)
-    data = cdef.load(lang, split) if split else cdef.load(lang)
+    data = cdef.load(lang, split or cdef.splits[0], progress=progress)
     return extract_corpus(spec, data, pooling=pooling, batch_tokens=batch_tokens, device=device,
                           progress=progress, encoder=encoder)
 
@@ -297,7 +347,14 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
     device = pick_device(device)
     encoder.model.to(device)
     sentences_words = [s.words for s in data.sentences]
-    tok = Tokenization(encoder.tokenizer, sentences_words, encoder.max_length, pooling)
+    n_first = [getattr(s, "n_first", None) for s in data.sentences]
+    is_pair = any(k is not None for k in n_first)
+    tok = Tokenization(encoder.tokenizer, sentences_words, encoder.max_length, pooling,
+                       n_first=n_first if is_pair else None)
+    if tok.clipped_words:
+        print(f"probe: warning: {len(tok.clipped_words)} words of over-long sentence pairs did not fit "
+              f"the model ({encoder.max_length} tokens) and get zero vectors (recorded in meta.json)",
+              file=sys.stderr)
     lengths = [len(u.input_ids) for u in tok.units]
     batches = plan_batches(lengths, batch_tokens)
     # Chunks of whole batches: the unit of resumption after an interruption.
@@ -305,7 +362,7 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
     for b in batches:
         cur.append(b)
         cur_tok += sum(lengths[i] for i in b)
-        if cur_tok >= 2 * batch_tokens:
+        if cur_tok >= batch_tokens:
             chunks.append(cur)
             cur, cur_tok = [], 0
     if cur:
@@ -350,6 +407,7 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
                     layers[l][words] = vecs[l]
                 first[:, z["first_sent"]] = z["first"]
                 seen[words] = True
+        seen[np.asarray(tok.clipped_words, dtype=np.int64)] = True
         if not seen.all():
             missing = int((~seen).sum())
             raise ProbeError(f"internal error: {missing} words received no vector")
@@ -365,6 +423,10 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
         del layers, mean, first
         atomic_save_npy(tmp / "offsets.npy", tok.offsets)
         labels_meta = {}
+        if is_pair:
+            seg = np.concatenate([(np.arange(len(w)) >= (k if k is not None else len(w))).astype(np.int8)
+                                  for w, k in zip(sentences_words, n_first)])
+            atomic_save_npy(tmp / "segment.npy", seg)
         for name, (arr, vocab) in _label_arrays(data.sentences).items():
             atomic_save_npy(tmp / f"{name}.npy", arr)
             labels_meta[name] = {"vocab": vocab, "dtype": str(arr.dtype), "missing": -1}
@@ -391,7 +453,9 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
             "extractor": {"version": EXTRACTOR_VERSION, "batch_tokens": batch_tokens,
                           "max_length": encoder.max_length, "device": device,
                           "windowed_sentences": tok.n_windowed,
-                          "clipped_words": tok.n_clipped_words,
+                          "clipped_words": tok.n_clipped_words + len(tok.clipped_words),
+                          "zero_vector_words": tok.clipped_words[:1000],
+                          "sentence_pairs": is_pair,
                           "words_replaced_by_unk": tok.n_replaced_words,
                           "seconds": round(time.time() - t0, 2)},
         }

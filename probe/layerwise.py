@@ -449,6 +449,7 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
     Returns a :class:`LayerResult`; ``result.report`` holds every number with the model,
     data, seeds and versions that produced it.
     """
+    from .cache import memoized
     from .encoders import resolve_encoder
     from .languages import get_language
 
@@ -481,14 +482,18 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
     langid_rows = []
     from tqdm.auto import tqdm
 
+    keys = {"train": train_entry.meta["key"], "pud": {k: v.meta["key"] for k, v in pud.items()},
+            "seed": seed, "n_boot": n_boot, "probe": probe_kw}
     for layer in tqdm(range(L + 1), desc="probing layers", unit="layer", disable=not progress,
                       file=sys.stderr):
         for task in probes:
-            res = _probe_task(task, train_entry, pud, layer, seed, n_boot, probe_kw)
+            res = memoized("probe", {**keys, "task": task, "layer": layer},
+                           lambda: _probe_task(task, train_entry, pud, layer, seed, n_boot, probe_kw))
             for k, v in res.items():
                 probes[task][k].append(v)
         if "langid" in tasks:
-            langid_rows.append(_langid(pud, layer, seed, n_boot, probe_kw))
+            langid_rows.append(memoized("langid", {**keys, "layer": layer},
+                                        lambda: _langid(pud, layer, seed, n_boot, probe_kw)))
     for task in probes:
         probes[task]["selectivity_en"] = [a["accuracy"] - c["accuracy"] for a, c in
                                           zip(probes[task][SOURCE_LANG], probes[task]["control_en"])]

@@ -188,3 +188,36 @@ def test_batches_respect_the_token_budget():
     assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
     for b in batches:
         assert len(b) == 1 or max(lengths[i] for i in b) * len(b) <= 32
+
+
+def test_sentence_pairs_are_encoded_together_with_a_segment_array(home):
+    spec = tiny_spec(max_positions=64)
+    a, b = ["abc", "de"], ["f", "ghij", "a"]
+    corpus = MemCorpus([Sent("p0", a + b, label="yes", n_first=2),
+                        Sent("p1", ["a"] + ["b", "c"], label="no", n_first=1)])
+    entry = ex.extract_corpus(spec, corpus, pooling="first", progress=False)
+    assert entry.segment.tolist() == [0, 0, 1, 1, 1, 0, 1, 1]
+    assert entry.vocab("label") == ["no", "yes"] and entry.labels("label").tolist() == [1, 0]
+    tok = unigram_tokenizer()
+    enc = tok([a], [b], is_split_into_words=True)
+    pieces = tok.convert_ids_to_tokens(enc["input_ids"][0])
+    assert pieces[0] == "<s>" and pieces.count("</s>") == 3  # <s> A </s></s> B </s>
+    with torch.no_grad():
+        hs = tiny_bert(64)(input_ids=torch.tensor(enc["input_ids"]), output_hidden_states=True).hidden_states
+    seq, wids = enc.sequence_ids(0), enc.word_ids(0)
+    firsts = [next(i for i, (s_, w) in enumerate(zip(seq, wids)) if s_ == side and w == k)
+              for side, n in ((0, len(a)), (1, len(b))) for k in range(n)]
+    np.testing.assert_allclose(entry.layer(2)[:5], hs[2][0, firsts].numpy(), atol=2e-2, rtol=1e-2)
+    np.testing.assert_allclose(entry.sentence_vectors(2, "first")[0], hs[2][0, 0].numpy(), atol=2e-2)
+
+
+def test_over_long_pairs_lose_pieces_longest_first_and_say_so(home, capsys):
+    spec = tiny_spec(max_positions=16)
+    long_a = ["abc"] * 12
+    corpus = MemCorpus([Sent("p0", long_a + ["a", "b"], label="x", n_first=12)])
+    entry = ex.extract_corpus(spec, corpus, progress=False)
+    clipped = entry.meta["extractor"]["zero_vector_words"]
+    assert clipped and all(w < 12 for w in clipped)  # the longer (first) side lost words
+    assert not np.asarray(entry.layer(1)[clipped], dtype=np.float32).any()
+    assert np.asarray(entry.layer(1)[12:], dtype=np.float32).any()  # both B words kept
+    assert "zero vectors" in capsys.readouterr().err

@@ -63,6 +63,9 @@ class Sent:
     head: list | None = None
     deprel: list | None = None
     space_after: list = field(default_factory=list)
+    tags: list | None = None
+    label: str | None = None
+    n_first: int | None = None
 
 
 @dataclass

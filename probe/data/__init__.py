@@ -51,6 +51,10 @@ class Sentence:
 
     ``head``: 1-based index of each word's head, 0 for the root (None without trees).
     ``space_after[i]``: whether a space follows word ``i`` in ``text``.
+    ``tags``: per-word labels of a tagging task (e.g. IOB2 entity tags).
+    ``label``: a sentence-level label (e.g. NLI class); ``n_first``: for a sentence pair,
+    the number of words of the first sentence (``words = words_a + words_b``), encoded
+    together in one forward pass.
     """
 
     sent_id: str
@@ -60,6 +64,9 @@ class Sentence:
     head: list[int] | None = None
     deprel: list[str] | None = None
     space_after: list[bool] = field(default_factory=list)
+    tags: list[str] | None = None
+    label: str | None = None
+    n_first: int | None = None
 
     def __len__(self) -> int:
         return len(self.words)
