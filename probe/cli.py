@@ -44,8 +44,8 @@ def cmd_extract(args) -> int:
     split = args.split or cdef.splits[0]
     for lang in langs:  # validate every language before any download or model load
         cdef.check(lang, split)
-    loaded = [cdef.load(lang, split, progress=not args.quiet) for lang in langs]
     spec = resolve_encoder(args.model)
+    loaded = [cdef.load(lang, split, progress=not args.quiet) for lang in langs]
     encoder = None
     for data in loaded:
         from .cache import open_entry
