@@ -143,6 +143,13 @@ def cmd_data(args) -> int:
 
 
 # ----------------------------------------------------------------------------- layers
+def _corpus_split(text: str) -> tuple[str, str]:
+    corpus, sep, split = text.partition(":")
+    if not sep or not corpus or not split:
+        raise ProbeError(f"--train must look like corpus:split (e.g. ud:dev+test), not {text!r}")
+    return corpus, split
+
+
 @command("layers")
 def cmd_layers(args) -> int:
     from pathlib import Path
@@ -151,7 +158,7 @@ def cmd_layers(args) -> int:
 
     res = layers(args.lang, model=args.model, tasks=args.tasks, pooling=args.pooling, seed=args.seed,
                  n_boot=args.n_boot, tatoeba=not args.no_tatoeba, progress=not args.quiet,
-                 device=args.device)
+                 device=args.device, train=_corpus_split(args.train))
     r = res.report
     print(f"model: {r['model']['name']} (fingerprint {r['model']['fingerprint'][:12]}); "
           f"English -> {', '.join(res.langs)}; {LAYER_NOTE}")
@@ -241,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--seed", type=int, default=0, help="seed of probes, control task, bootstrap (default: 0)")
     la.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for 95%% CIs (default: 1000)")
     la.add_argument("--no-tatoeba", action="store_true", help="skip Tatoeba retrieval")
+    la.add_argument("--train", default="ud:dev+test",
+                    help="English probe training data as corpus:split (default: ud:dev+test, i.e. "
+                         "UD English-EWT dev and test)")
     la.add_argument("--device", default="auto", help="cuda, mps, cpu or auto (default: auto)")
     la.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
