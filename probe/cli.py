@@ -158,7 +158,7 @@ def cmd_layers(args) -> int:
 
     res = layers(args.lang, model=args.model, tasks=args.tasks, pooling=args.pooling, seed=args.seed,
                  n_boot=args.n_boot, tatoeba=not args.no_tatoeba, progress=not args.quiet,
-                 device=args.device, train=_corpus_split(args.train))
+                 device=args.device, train=_corpus_split(args.train), max_iter=args.max_iter)
     r = res.report
     print(f"model: {r['model']['name']} (fingerprint {r['model']['fingerprint'][:12]}); "
           f"English -> {', '.join(res.langs)}; {LAYER_NOTE}")
@@ -247,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="subword-to-word pooling (default: first content piece)")
     la.add_argument("--seed", type=int, default=0, help="seed of probes, control task, bootstrap (default: 0)")
     la.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for 95%% CIs (default: 1000)")
+    la.add_argument("--max-iter", type=int, default=30, help="L-BFGS iterations per probe (default: 30)")
     la.add_argument("--no-tatoeba", action="store_true", help="skip Tatoeba retrieval")
     la.add_argument("--train", default="ud:dev+test",
                     help="English probe training data as corpus:split (default: ud:dev+test, i.e. "

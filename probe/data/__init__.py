@@ -196,3 +196,4 @@ def load_corpus(name: str, lang: str | Language, split: str, **kwargs) -> Corpus
 # the built-in corpora register themselves on import
 from probe.data import tatoeba as _tatoeba  # noqa: E402,F401
 from probe.data import ud as _ud  # noqa: E402,F401
+from probe.data import xtreme as _xtreme  # noqa: E402,F401

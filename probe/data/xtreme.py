@@ -29,6 +29,16 @@ which makes it a leak-free target set for languages without a test file.
 
 Metrics: accuracy for pos, xnli and pawsx; entity-level F1 (seqeval's default, conlleval-style
 chunking of IOB2 tags, as XTREME reports) for ner.
+
+Corpora: the four tasks are registered as ``xtreme-pos``, ``xtreme-ner``, ``xtreme-xnli`` and
+``xtreme-pawsx`` (:class:`XtremeCorpus`), so ``load_corpus("xtreme-pos", "fr", "test")`` gives a
+:class:`~probe.data.Corpus` whose sentences carry ``tags`` (token tasks) or ``n_first`` and
+``label`` (pair tasks: ``words = words_a + words_b``). Splits are the task roles ``train``,
+``dev`` and ``test`` of :func:`read_task_split`, optionally with a seeded subsample:
+``train@3000s0`` is 3000 examples drawn without replacement with seed 0 (kept in file order).
+The subsample is part of the split name and therefore of :attr:`Corpus.sha256` and of the
+cache key; a subsample at least as large as the split is no subsample, and the corpus then
+keeps the plain split name (same content, same cache entry).
 """
 from __future__ import annotations
 
@@ -41,7 +51,9 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import DataFormatError, DownloadError, ProbeError
+from ..languages import Language, get_language
 from ..paths import data_dir, data_mirror
+from . import Corpus, CorpusDef, Sentence, register_corpus
 
 __all__ = [
     "TaskDef",
@@ -63,6 +75,11 @@ __all__ = [
     "entity_f1",
     "evaluate",
     "export_from_hub",
+    "XtremeCorpus",
+    "corpus_name",
+    "parse_split",
+    "subsample_split",
+    "PAIR_CARVE_SEED",
 ]
 
 UPOS_TAGS = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART",
@@ -479,3 +496,212 @@ def export_from_hub(task: str, langs: Sequence[str], root: Path | None = None,
             tmp.replace(path)
             written.append(path)
     return written
+
+
+# --------------------------------------------------------------------------- corpora
+
+#: Seed of the train/held-out carve of tasks with ``train_fraction`` (PAWS-X). It is fixed so
+#: that ``train`` and ``dev`` are complementary whatever else is seeded; changing it changes
+#: the data behind the split names, so it is part of the corpus definition.
+PAIR_CARVE_SEED = 0
+
+_SUBSAMPLE = re.compile(r"^(?P<base>[a-z]+)(?:@(?P<n>[0-9]+)(?:s(?P<seed>[0-9]+))?)?$")
+
+
+def corpus_name(task: str) -> str:
+    """The registered corpus name of an XTREME task: ``"pos"`` -> ``"xtreme-pos"``."""
+    task_def(task)
+    return f"xtreme-{task}"
+
+
+def parse_split(split: str) -> tuple[str, int | None, int]:
+    """``"train@3000s1"`` -> ``("train", 3000, 1)``; ``"dev"`` -> ``("dev", None, 0)``.
+
+    The seed defaults to 0 (``"train@3000"`` means ``"train@3000s0"``).
+    """
+    m = _SUBSAMPLE.match(str(split).strip())
+    if not m or m["base"] not in ("train", "dev", "test"):
+        raise ProbeError(f"unknown split {split!r}; use train, dev or test, optionally with a "
+                         f"seeded subsample like train@3000s0 (3000 examples, seed 0)")
+    n = int(m["n"]) if m["n"] is not None else None
+    if n is not None and n < 1:
+        raise ProbeError(f"subsample size must be >= 1 in split {split!r}")
+    return m["base"], n, int(m["seed"] or 0)
+
+
+def subsample_split(base: str, max_examples: int | None, seed: int = 0) -> str:
+    """The split name for at most ``max_examples`` examples of ``base`` (None = all)."""
+    if max_examples is None:
+        return base
+    if int(max_examples) < 1:
+        raise ProbeError(f"max_examples must be >= 1, got {max_examples}")
+    return f"{base}@{int(max_examples)}s{int(seed)}"
+
+
+def _file_record(root: Path, path: Path) -> dict:
+    from ..download import sha256_file
+
+    # relpath in the mirror's layout (xtreme/<folder>/<file>) whatever the root is, so the
+    # same bytes give the same corpus digest from a mirror or from an XTREME download folder
+    return {"relpath": f"xtreme/{path.parent.name}/{path.name}", "sha256": sha256_file(path),
+            "commit": None, "url": None, "root": str(root)}
+
+
+class XtremeCorpus(CorpusDef):
+    """One XTREME task as a corpus (see the module docstring); subclasses set ``task``.
+
+    Reads from :func:`xtreme_root`; nothing is downloaded (``remote_files`` is empty), and
+    each file read is recorded with its sha256 in :attr:`Corpus.files`. ``sent_id`` is
+    ``"<file split>-<lang>:<n>"`` with ``n`` the 1-based index of the example (sentence or
+    pair) in that file, so subsamples and PAWS-X shares stay traceable. The returned
+    :class:`~probe.data.Corpus` has one extra attribute, ``subsample``: None for a plain
+    split, else ``{"max_examples", "seed", "n_available", "n_used", "applied"}``.
+    """
+
+    task: str = ""
+    splits = ("train", "dev", "test")
+
+    @property
+    def taskdef(self) -> TaskDef:
+        return task_def(self.task)
+
+    def languages(self) -> list[Language]:
+        """Languages with at least one file of this task under :func:`xtreme_root`."""
+        folder = xtreme_root() / self.taskdef.folder
+        codes = sorted({m["lang"] for p in folder.glob("*.tsv")
+                        if (m := _SPLIT_FILE.match(p.name))})
+        out: list[Language] = []
+        for code in codes:
+            try:
+                lang = get_language(code)
+            except ProbeError:
+                continue  # a file for a language the registry does not know
+            if lang not in out:
+                out.append(lang)
+        return out
+
+    def remote_files(self, lang, split) -> list:
+        return []  # a local XTREME download folder or the mirror, see xtreme_root()
+
+    def check(self, lang, split) -> Language:
+        language = get_language(lang)
+        parse_split(split)
+        folder = xtreme_root() / self.taskdef.folder
+        # without a data folder at all, load() raises task_file's hint on where to get it
+        if folder.is_dir() and language not in self.languages():
+            have = ", ".join(x.code for x in self.languages())
+            raise ProbeError(f"corpus {self.name!r} has no {language.name} ({language.code}) "
+                             f"files in {folder}; it has: {have}")
+        return language
+
+    def _file_split(self, base: str) -> str:
+        td = self.taskdef
+        if base == "test":
+            return td.test
+        return (td.train if base == "train" else td.dev)[0]
+
+    def _files_read(self, root: Path, base: str, code: str) -> list[Path]:
+        td = self.taskdef
+        paths = [task_file(root, self.task, self._file_split(base), code)]
+        if base != "test" and td.train_fraction is not None and code != td.train[1]:
+            # the held-out share is drawn on the training language's file
+            paths.append(task_file(root, self.task, td.train[0], td.train[1]))
+        return paths
+
+    def _positions(self, root: Path, base: str, n_examples: int) -> np.ndarray:
+        """0-based positions in the file of the examples ``read_task_split`` returned."""
+        td = self.taskdef
+        if base == "test" or td.train_fraction is None:
+            return np.arange(n_examples)
+        ref = read_split(root, self.task, td.train[0], td.train[1])
+        train_idx, held_idx = _carve(ref, td.train_fraction, PAIR_CARVE_SEED)
+        return train_idx if base == "train" else held_idx
+
+    def load(self, lang, split, *, progress: bool = True) -> Corpus:
+        language = self.check(lang, split)
+        base, n_max, seed = parse_split(split)
+        td = self.taskdef
+        root = xtreme_root()
+        code = language.code
+        try:
+            examples = read_task_split(root, self.task, base, code, seed=PAIR_CARVE_SEED)
+        except ProbeError as e:
+            if base != "test" or isinstance(e, DataFormatError) or "leak-free" in str(e) \
+                    or not (root / td.folder / f"{td.dev[0]}-{code}.tsv").is_file():
+                raise
+            raise ProbeError(f"{e}; for a model trained on {td.train[1]} only, split 'dev' of "
+                             f"{code} is a leak-free zero-shot substitute") from None
+        if not examples:
+            raise ProbeError(f"{self.name} {code} {base}: the file has no examples")
+        files = [_file_record(root, p) for p in self._files_read(root, base, code)]
+        position = self._positions(root, base, len(examples))
+        keep = np.arange(len(examples))
+        name_split, info = base, None
+        if n_max is not None:
+            applied = n_max < len(examples)
+            if applied:
+                keep = np.sort(np.random.default_rng(seed).choice(len(examples), size=n_max,
+                                                                  replace=False))
+                name_split = subsample_split(base, n_max, seed)
+            info = {"max_examples": n_max, "seed": seed, "n_available": len(examples),
+                    "n_used": int(len(keep)), "applied": bool(applied)}
+        prefix = f"{self._file_split(base)}-{code}"
+        sentences = []
+        for i in keep.tolist():
+            ex = examples[i]
+            sid = f"{prefix}:{int(position[i]) + 1}"
+            if td.kind == "tagging":
+                words, tags = ex
+                text = " ".join(words)
+                extra = {"tags": list(tags)}
+            else:
+                a, b, label = ex
+                words = list(a) + list(b)
+                text = " ".join(a) + "\t" + " ".join(b)
+                extra = {"label": label, "n_first": len(a)}
+            sentences.append(Sentence(sent_id=sid, text=text, words=list(words),
+                                      space_after=[True] * (len(words) - 1) + [False], **extra))
+        corpus = Corpus(name=self.name, lang=code, split=name_split, sentences=sentences,
+                        files=files)
+        corpus.subsample = info
+        return corpus
+
+
+def _describe(task: str) -> str:
+    td = task_def(task)
+    what = "token task, sentences carry tags" if td.kind == "tagging" else \
+        "sentence pairs: words = a + b, n_first, label"
+    extra = ""
+    if td.train_fraction is not None:
+        extra = (f"; train = a seeded {td.train_fraction:.0%} of English dev, dev = the rest "
+                 f"(the same held-out pairs in every language)")
+    return (f"XTREME {task} ({td.folder}/; {what}; metric {td.metric}){extra}; splits "
+            f"train/dev/test, seeded subsample as train@N[sSEED]")
+
+
+@register_corpus
+class XtremePosCorpus(XtremeCorpus):
+    task = "pos"
+    name = "xtreme-pos"
+    description = _describe("pos")
+
+
+@register_corpus
+class XtremeNerCorpus(XtremeCorpus):
+    task = "ner"
+    name = "xtreme-ner"
+    description = _describe("ner")
+
+
+@register_corpus
+class XtremeXnliCorpus(XtremeCorpus):
+    task = "xnli"
+    name = "xtreme-xnli"
+    description = _describe("xnli")
+
+
+@register_corpus
+class XtremePawsxCorpus(XtremeCorpus):
+    task = "pawsx"
+    name = "xtreme-pawsx"
+    description = _describe("pawsx")
