@@ -330,8 +330,15 @@ def extract(model, corpus: str, lang: str, split: str | None = None, *, pooling:
 
 
 def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DEFAULT_BATCH_TOKENS,
-                   device: str | None = None, progress: bool = True, encoder=None) -> CacheEntry:
-    """Like :func:`extract` for an already loaded corpus (a ``probe.data.Corpus``)."""
+                   device: str | None = None, progress: bool = True, encoder=None,
+                   shard: tuple[int, int] | None = None, publish: bool = True) -> CacheEntry | None:
+    """Like :func:`extract` for an already loaded corpus (a ``probe.data.Corpus``).
+
+    ``shard=(rank, world)`` computes only the chunks ``i`` with ``i % world == rank``
+    (chunks are planned deterministically, so shards from several processes combine into
+    exactly the single-process entry); ``publish=False`` stops after writing chunks and
+    returns None. :mod:`probe.distributed` uses both.
+    """
     if not data.sentences:
         raise ProbeError(f"corpus {data.name}/{data.lang}/{data.split} has no sentences")
     key = cache_key(spec, data, pooling)
@@ -377,8 +384,9 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
                desc=f"{spec.name} {data.name}/{data.lang}/{data.split}")
     for i in done:
         bar.update(sum(len(tok.units[u].word) for b in chunks[i] for u in b))
+    rank, world = shard or (0, 1)
     for i, chunk in enumerate(chunks):
-        if i in done:
+        if i in done or i % world != rank:
             continue
         parts = [_forward_batch(encoder, [tok.units[u] for u in b], device, pad_id) for b in chunk]
         builder.write_chunk(
@@ -390,6 +398,11 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
         )
         bar.update(sum(len(p[1]) for p in parts))
     bar.close()
+    if not publish:
+        return None
+    missing = [i for i in range(len(chunks)) if not builder.has_chunk(i)]
+    if missing:
+        raise ProbeError(f"cannot publish {key.path.name}: chunks {missing[:5]} not computed (shards missing?)")
 
     def build(tmp: Path) -> dict:
         n_layers = encoder.n_layers + 1
