@@ -211,10 +211,11 @@ def _resolve_random(name: str) -> EncoderSpec:
         import torch
         import transformers
 
-        model, tokenizer = base.loader()
+        # Only the architecture and the tokenizer of the base model: its weights are not read.
+        config = transformers.AutoConfig.from_pretrained(base.source)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(base.source)
         torch.manual_seed(seed)
-        fresh = transformers.AutoModel.from_config(model.config)
-        return fresh, tokenizer
+        return transformers.AutoModel.from_config(config), tokenizer
 
     import transformers
 
