@@ -254,6 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
                          "UD English-EWT dev and test)")
     la.add_argument("--device", default="auto", help="cuda, mps, cpu or auto (default: auto)")
     la.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    # Sub-commands defined next to the API they wrap.
+    from . import figures, transfer
+
+    for module in (transfer, figures):
+        before = set(sub.choices)
+        module.add_parser(sub)
+        for name in set(sub.choices) - before:
+            _COMMANDS[name] = module.run
     return p
 
 
