@@ -1,0 +1,254 @@
+"""Extraction throughput: our extractor vs a naive per-sentence loop vs the bare forward pass.
+
+Variants, timed in this process in alternating order (medians of ``--rounds``):
+
+- ``ours``: ``probe.extraction.extract_corpus`` end to end into a throwaway PROBE_HOME
+  (tokenization and alignment, length-sorted token-budget batches, forward, pooling,
+  chunk writes, assembling and publishing the entry with its checksums);
+- ``ours-inner``: its inner loop only: forward + pooling (``_forward_batch``) + chunk writes;
+- ``naive``: a per-sentence Hugging Face loop (tokenize one sentence with
+  ``is_split_into_words``, forward with ``output_hidden_states=True``, first piece of each
+  word via ``word_ids``, append to Python lists);
+- ``bare``: the model's forward pass alone over the very batches ``ours`` runs;
+- ``matmul``: a float32 ``[batch_tokens, H] @ [H, 4H]`` matmul, the machine's reference rate.
+
+FLOPs of the forward pass are counted with ``torch.utils.flop_counter.FlopCounterMode`` on
+the real (padded) batches, CPU attention kernels included.
+
+    python benchmarks/bench_extraction.py                 # English PUD, 300 sentences, e5-small-q4
+    python benchmarks/bench_extraction.py --quick         # smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+
+
+def _corpus(args, spec):
+    if args.model.startswith("tiny"):
+        return C.tiny_module().random_corpus(n=args.sentences, seed=1, max_len=30)
+    from probe.data import load_corpus
+
+    full = load_corpus("pud", args.lang, "test", progress=False)
+    return dataclasses.replace(full, sentences=full.sentences[:args.sentences],
+                               split=f"test[:{args.sentences}]")
+
+
+def _batches(encoder, data, batch_tokens):
+    """The (ids, attention mask) tensors of the batches extract_corpus runs, in its order."""
+    import torch
+
+    from probe.extraction import Tokenization, plan_batches
+
+    tok = Tokenization(encoder.tokenizer, [s.words for s in data.sentences], encoder.max_length, "first")
+    lengths = [len(u.input_ids) for u in tok.units]
+    pad = encoder.tokenizer.pad_token_id if encoder.tokenizer.pad_token_id is not None else 0
+    out = []
+    for b in plan_batches(lengths, batch_tokens):
+        units = [tok.units[i] for i in b]
+        T = max(len(u.input_ids) for u in units)
+        ids = torch.full((len(units), T), pad, dtype=torch.long)
+        att = torch.zeros((len(units), T), dtype=torch.long)
+        for r, u in enumerate(units):
+            ids[r, :len(u.input_ids)] = torch.as_tensor(u.input_ids)
+            att[r, :len(u.input_ids)] = 1
+        out.append((ids, att))
+    return tok, out
+
+
+def _inner_loop(encoder, tok, batch_tokens, workdir: Path):
+    """extract_corpus's loop body: forward + pooling + one chunk file per token budget."""
+    import numpy as np
+
+    from probe.extraction import _forward_batch, plan_batches
+
+    lengths = [len(u.input_ids) for u in tok.units]
+    pad = encoder.tokenizer.pad_token_id if encoder.tokenizer.pad_token_id is not None else 0
+    parts, cur_tok, k = [], 0, 0
+    for b in plan_batches(lengths, batch_tokens):
+        parts.append(_forward_batch(encoder, [tok.units[u] for u in b], "cpu", pad))
+        cur_tok += sum(lengths[i] for i in b)
+        if cur_tok >= batch_tokens:
+            _write_chunk(workdir / f"chunk_{k:05d}.npz", parts)
+            parts, cur_tok, k = [], 0, k + 1
+    if parts:
+        _write_chunk(workdir / f"chunk_{k:05d}.npz", parts)
+
+
+def _write_chunk(path, parts):
+    import numpy as np
+
+    with open(path, "wb") as f:
+        np.savez(f, vecs=np.concatenate([p[0] for p in parts], axis=1).astype(np.float16),
+                 words=np.concatenate([p[1] for p in parts]),
+                 first=np.concatenate([p[2] for p in parts], axis=1).astype(np.float16),
+                 first_sent=np.concatenate([p[3] for p in parts]))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _naive(encoder, data):
+    """The per-sentence loop people write first."""
+    import numpy as np
+    import torch
+
+    model, tokenizer = encoder.model, encoder.tokenizer
+    per_layer = [[] for _ in range(encoder.n_layers + 1)]
+    with torch.no_grad():
+        for s in data.sentences:
+            enc = tokenizer(s.words, is_split_into_words=True, return_tensors="pt", truncation=True,
+                            max_length=encoder.max_length)
+            out = model(**enc, output_hidden_states=True)
+            first, seen = [], set()
+            for i, w in enumerate(enc.word_ids(0)):
+                if w is not None and w not in seen:
+                    seen.add(w)
+                    first.append(i)
+            for layer, h in enumerate(out.hidden_states):
+                per_layer[layer].append(h[0, first].numpy())
+    return [np.concatenate(x) for x in per_layer]
+
+
+def _flops(model, batches) -> int:
+    import torch
+    from torch.utils import flop_counter as fcm
+
+    def sdpa(q, k, v, *args, out_shape=None, **kwargs):
+        return fcm.sdpa_flop_count(q, k, v)
+
+    custom = {}
+    for name in ("_scaled_dot_product_flash_attention_for_cpu",):
+        op = getattr(torch.ops.aten, name, None)
+        if op is not None:
+            custom[op] = sdpa
+    with torch.inference_mode(), fcm.FlopCounterMode(display=False, custom_mapping=custom) as fc:
+        for ids, att in batches:
+            model(input_ids=ids, attention_mask=att, output_hidden_states=True)
+    return int(fc.get_total_flops())
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="e5-small-q4", help="encoder (tiny[@max_positions]: tests' random "
+                                                          "encoder on a random corpus, smoke runs only)")
+    p.add_argument("--lang", default="en", help="PUD language (default en)")
+    p.add_argument("--sentences", type=int, default=300, help="first N PUD sentences (default 300)")
+    p.add_argument("--rounds", type=int, default=3, help="timed rounds per variant (default 3)")
+    p.add_argument("--batch-tokens", type=int, default=None, help="default: the extractor's default")
+    p.add_argument("--home", default=None, help="PROBE_HOME holding the converted model (default "
+                                                "$PROBE_HOME or /tmp/benchhome); cache writes go to "
+                                                "throwaway directories")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: torch's default; --quick: 1)")
+    p.add_argument("--quick", action="store_true", help="smoke run: 24 sentences, 2 rounds")
+    args = p.parse_args(argv)
+    with C.torch_threads(args.threads or (1 if args.quick else None)):
+        return _run(args)
+
+
+def _run(args) -> int:
+    if args.quick:
+        args.sentences, args.rounds = min(args.sentences, 24), min(args.rounds, 2)
+    home = C.setup_env(args.home)
+
+    import numpy as np
+    import torch
+
+    from probe.extraction import DEFAULT_BATCH_TOKENS, extract_corpus
+
+    batch_tokens = args.batch_tokens or DEFAULT_BATCH_TOKENS
+    C.print_machine("bench_extraction")
+    spec = C.resolve_model(args.model)
+    encoder = spec.load()
+    encoder.model.to("cpu").eval()
+    data = _corpus(args, spec)
+    n_words = sum(len(s.words) for s in data.sentences)
+    tok, batches = _batches(encoder, data, batch_tokens)
+    n_tokens = sum(int(a.sum()) for _, a in batches)
+    n_padded = sum(a.numel() for _, a in batches)
+    print(f"model {spec.name} ({encoder.n_layers} layers, hidden {encoder.hidden}); corpus "
+          f"{data.name}/{data.lang}/{data.split}: {len(data.sentences)} sentences, {n_words} words, "
+          f"{n_tokens} tokens in {len(batches)} batches of <= {batch_tokens} tokens "
+          f"({n_padded - n_tokens} padding); {args.rounds} rounds")
+
+    H = encoder.hidden
+    rows = min(batch_tokens, 8192)
+    A, B = torch.randn(rows, H), torch.randn(H, 4 * H)
+    mm_reps = 20
+
+    def bare():
+        with torch.inference_mode():
+            for ids, att in batches:
+                encoder.model(input_ids=ids, attention_mask=att, output_hidden_states=True)
+
+    def matmul():
+        for _ in range(mm_reps):
+            torch.mm(A, B)
+
+    homes, scratch = [], []
+
+    def new_home():
+        homes.append(tempfile.mkdtemp(prefix="bench-extract-"))
+        os.environ["PROBE_HOME"] = homes[-1]
+
+    def new_scratch():
+        scratch.append(Path(tempfile.mkdtemp(prefix="bench-inner-")))
+
+    def ours():
+        extract_corpus(spec, data, batch_tokens=batch_tokens, device="cpu", progress=False, encoder=encoder)
+
+    def inner():
+        _inner_loop(encoder, tok, batch_tokens, scratch[-1])
+
+    # warm-up (oneDNN kernels, allocator): every variant once, untimed
+    bare()
+    matmul()
+    _naive(encoder, dataclasses.replace(data, sentences=data.sentences[:5]))
+    flops = _flops(encoder.model, batches)
+
+    variants = {"ours": ours, "ours-inner": inner, "naive": lambda: _naive(encoder, data), "bare": bare,
+                "matmul": matmul}
+    try:
+        times = C.interleaved(variants, args.rounds, setup={"ours": new_home, "ours-inner": new_scratch})
+    finally:
+        for h in homes:
+            shutil.rmtree(h, ignore_errors=True)
+        for s in scratch:
+            shutil.rmtree(s, ignore_errors=True)
+        os.environ["PROBE_HOME"] = home
+    m = {k: C.med(v) for k, v in times.items()}
+
+    print(f"{'variant':12s} {'median s':>9s} {'min s':>8s} {'max s':>8s} {'words/s':>9s}")
+    for k in ("ours", "ours-inner", "naive", "bare"):
+        print(f"{k:12s} {m[k]:9.3f} {min(times[k]):8.3f} {max(times[k]):8.3f} {n_words / m[k]:9.0f}")
+    mm_flops = 2.0 * rows * H * 4 * H * mm_reps
+    mm_rate = mm_flops / m["matmul"] / 1e9
+    fwd_rate = flops / m["bare"] / 1e9
+    ours_rate = flops / m["ours"] / 1e9
+    print(f"forward FLOPs (FlopCounterMode, real padded batches): {flops / 1e9:.2f} GFLOP "
+          f"({flops / max(n_tokens, 1) / 1e6:.1f} MFLOP per real token)")
+    print(f"achieved: bare forward {fwd_rate:.1f} GFLOP/s, ours end to end {ours_rate:.1f} GFLOP/s; "
+          f"float32 matmul [{rows}, {H}] @ [{H}, {4 * H}]: {mm_rate:.1f} GFLOP/s "
+          f"(median of {args.rounds} x {mm_reps} matmuls)")
+    C.ratio_line("words/s ours (extract_corpus, end to end) / naive per-sentence loop",
+                 m["naive"] / m["ours"], ">= 2.5x", m["naive"] / m["ours"] >= 2.5)
+    C.ratio_line("time ours inner loop (forward + pooling + chunk writes) / bare forward",
+                 m["ours-inner"] / m["bare"], "<= 1.2x", m["ours-inner"] / m["bare"] <= 1.2)
+    C.ratio_line("time ours end to end (+ tokenization, alignment, publish) / bare forward",
+                 m["ours"] / m["bare"], "<= 1.2x", m["ours"] / m["bare"] <= 1.2)
+    C.ratio_line("forward GFLOP/s / float32 matmul GFLOP/s", fwd_rate / mm_rate, ">= 0.50x",
+                 fwd_rate / mm_rate >= 0.5)
+    C.print_load_after()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

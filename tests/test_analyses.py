@@ -1,0 +1,169 @@
+"""The analysis scripts' registry, the family permutation test, and `probe figures --help`."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from probe.errors import ProbeError
+from probe.figures import add_parser, load_analyses, repo_root, run
+
+EXPECTED = ["layer_tradeoff", "cka_heatmaps", "language_families", "retrieval_tatoeba", "fusion_sweep"]
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return load_analyses()
+
+
+def test_registry_lists_every_analysis_in_order(registry):
+    assert list(registry) == EXPECTED
+    for name, mod in registry.items():
+        assert mod.NAME == name
+        assert callable(mod.main) and mod.CLAIM
+        params = list(__import__("inspect").signature(mod.main).parameters)
+        assert params[:3] == ["model", "out_root", "quick"]
+        assert (repo_root() / "analyses" / f"{name}.py").is_file()
+
+
+def _families(registry):
+    return registry["language_families"]
+
+
+def test_permutation_test_finds_block_structure(registry):
+    lf = _families(registry)
+    rng = np.random.default_rng(0)
+    labels = ["a"] * 4 + ["b"] * 4 + ["c"] * 4
+    lab = np.array(labels)
+    S = 0.2 + 0.05 * rng.random((12, 12))
+    S[lab[:, None] == lab[None, :]] += 0.5
+    S = (S + S.T) / 2
+    np.fill_diagonal(S, 1.0)
+    r = lf.permutation_test(S, labels, n_perm=2000, seed=0)
+    assert r["within_mean"] > r["between_mean"]
+    assert r["difference"] == pytest.approx(r["within_mean"] - r["between_mean"])
+    assert r["n_within_pairs"] == 3 * 6 and r["n_groups"] == 3 and r["n_groups_with_2plus"] == 3
+    assert r["p_value"] < 0.01
+    assert r["p_value"] >= 1 / 2001  # never exactly zero
+    # deterministic given the seed
+    assert lf.permutation_test(S, labels, n_perm=2000, seed=0)["p_value"] == r["p_value"]
+    json.dumps(r)  # JSON-ready
+
+
+def test_permutation_test_is_not_significant_without_structure(registry):
+    lf = _families(registry)
+    rng = np.random.default_rng(1)
+    X = rng.random((10, 10))
+    S = (X + X.T) / 2
+    labels = ["a", "a", "a", "b", "b", "b", "c", "c", "d", "e"]
+    r = lf.permutation_test(S, labels, n_perm=1000, seed=3)
+    assert 0.05 < r["p_value"] <= 1
+    assert abs(r["null_mean"]) < 0.05
+
+
+def test_permutation_test_degenerate_and_bad_input(registry):
+    lf = _families(registry)
+    S = np.eye(4)
+    r = lf.permutation_test(S, ["a", "b", "c", "d"], n_perm=10)  # no within-group pair
+    assert np.isnan(r["difference"]) and np.isnan(r["p_value"])
+    with pytest.raises(ValueError):
+        lf.permutation_test(np.eye(3), ["a", "b"], n_perm=10)
+
+
+def test_group_contrast_by_hand(registry):
+    lf = _families(registry)
+    S = np.array([[1, .8, .2], [.8, 1, .4], [.2, .4, 1]])
+    w, b, d = lf.group_contrast(S, ["x", "x", "y"])
+    assert (w, b) == pytest.approx((0.8, 0.3)) and d == pytest.approx(0.5)
+
+
+def test_tatoeba_group_means_pool_small_groups(registry):
+    rt = registry["retrieval_tatoeba"]
+    curve = lambda v: [{"mean": v, "en2xx": v, "xx2en": v}] * 3  # noqa: E731
+    per_lang = {f"l{i}": {"family": "Big", "script": "Latin", "plain": curve(0.1 * i)} for i in range(4)}
+    per_lang["x"] = {"family": "Lone", "script": "Thai", "plain": curve(0.9)}
+    g = rt.group_means(per_lang, "family", "plain", min_group=3)
+    assert g["Big"]["n"] == 4 and g["Big"]["mean"] == pytest.approx([0.15] * 3)
+    other = [k for k in g if "other" in k]
+    assert len(other) == 1 and g[other[0]]["langs"] == ["x"]
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="probe")
+    sub = parser.add_subparsers(dest="command")
+    add_parser(sub)
+    return parser
+
+
+def test_figures_help_documents_every_option(capsys):
+    parser = _parser()
+    with pytest.raises(SystemExit) as exc:
+        parser.parse_args(["figures", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--model", "--only", "--quick", "--out-root", "--list"):
+        assert flag in out
+    assert "e5-small-q4" in out and "source checkout" in out
+    for name in EXPECTED:
+        assert name in out
+    args = parser.parse_args(["figures"])
+    assert args.model == "e5-small-q4" and args.only is None and not args.quick and args.out_root is None
+
+
+def test_figures_list_and_unknown_analysis(capsys, tmp_path):
+    parser = _parser()
+    assert run(parser.parse_args(["figures", "--list"])) == 0
+    assert "language_families" in capsys.readouterr().out
+    with pytest.raises(ProbeError, match="unknown analysis"):
+        run(parser.parse_args(["figures", "--only", "nope", "--out-root", str(tmp_path)]))
+
+
+def test_figures_runs_selected_analyses_and_prints_paths(capsys, tmp_path, monkeypatch, registry):
+    calls = []
+
+    def fake_main(model, out_root, quick):
+        calls.append((model, Path(out_root), quick))
+        p = Path(out_root) / "results" / "cka_heatmaps.json"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("{}")
+        return [p]
+
+    monkeypatch.setattr(registry["cka_heatmaps"], "main", fake_main)
+    args = _parser().parse_args(["figures", "--only", "cka_heatmaps", "--quick", "--model", "m",
+                                 "--out-root", str(tmp_path)])
+    assert run(args) == 0
+    assert calls == [("m", tmp_path, True)]
+    out = capsys.readouterr().out
+    assert "cka_heatmaps.json" in out and "1/1 analyses" in out
+
+
+def test_figures_keep_going_reports_failure(capsys, tmp_path, monkeypatch, registry):
+    def boom(model, out_root, quick):
+        raise RuntimeError("no data")
+
+    monkeypatch.setattr(registry["fusion_sweep"], "main", boom)
+    args = _parser().parse_args(["figures", "--only", "fusion_sweep", "--keep-going", "--out-root", str(tmp_path)])
+    assert run(args) == 1
+    assert "no data" in capsys.readouterr().err
+
+
+def test_subset_gets_its_own_split_name_and_keeps_pairs_aligned():
+    import sys
+
+    sys.path.insert(0, str(repo_root()))
+    from analyses._common import subset
+    from probe.data import Corpus, Sentence
+
+    def corpus(split, prefix):
+        sents = [Sentence(sent_id=str(i + 1), text=f"{prefix}{i}", words=[f"{prefix}{i}"]) for i in range(50)]
+        return Corpus("tatoeba", "de", split, sents, files=[{"relpath": "x", "sha256": "0" * 64}])
+
+    xx, eng = corpus("xx", "w"), corpus("eng", "e")
+    a, b = subset(xx, 10, seed=1), subset(eng, 10, seed=1)
+    assert a.split == "xx~n10s1" and b.split == "eng~n10s1"
+    assert [s.sent_id for s in a.sentences] == [s.sent_id for s in b.sentences]  # same pairs
+    assert a.sha256 != xx.sha256  # a different cache entry from the full corpus
+    assert subset(xx, 100) is xx and subset(xx, None) is xx
