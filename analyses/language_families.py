@@ -130,6 +130,10 @@ def _aligned(entries: dict) -> dict:
     raise ValueError("PUD entries do not share sentence order; cannot compare them pairwise")
 
 
+def _fmt_p(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
 def plot(rec: dict, path: Path) -> list[Path]:
     import matplotlib.pyplot as plt
     import seaborn as sns
@@ -160,8 +164,8 @@ def plot(rec: dict, path: Path) -> list[Path]:
         t_f = r["tests"][key]["family"]
         t_g = r["tests"][key]["genus"]
         ax.set_title(f"{label}, layer {layer}\nsame − different genus: {t_g['difference']:+.3f} "
-                     f"(p = {t_g['p_value']:.3f})\nsame − different family: {t_f['difference']:+.3f} "
-                     f"(p = {t_f['p_value']:.3f})", fontsize=8.5)
+                     f"({_fmt_p(t_g['p_value'])})\nsame − different family: {t_f['difference']:+.3f} "
+                     f"({_fmt_p(t_f['p_value'])})", fontsize=8.5)
     ax = fig.add_subplot(gs[0, 2])
     cols = palette(2)
     L = list(range(len(r["per_layer"])))
