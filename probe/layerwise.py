@@ -407,7 +407,7 @@ def _langid(pud: dict, layer: int, seed: int, n_boot: int, probe_kw, holdout=0.2
 
 
 def _similarity(pud: dict, tatoeba: dict, targets, L: int):
-    from .similarity import cka_matrix, linear_cka, retrieval_accuracy
+    from .similarity import cka_matrix, linear_cka
 
     en = pud[SOURCE_LANG]
     cka, cka_mat, ret = {}, {}, {}
