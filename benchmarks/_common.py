@@ -100,15 +100,19 @@ def print_load_after() -> None:
 
 
 def interleaved(variants: dict[str, Callable[[], object]], rounds: int, *,
-                setup: dict[str, Callable[[], object]] | None = None) -> dict[str, list[float]]:
+                setup: dict[str, Callable[[], object]] | None = None,
+                max_rounds: dict[str, int] | None = None) -> dict[str, list[float]]:
     """Wall seconds of each variant, ``rounds`` times, in alternating order (ABC, CBA, ...).
 
-    ``setup[name]()``, if given, runs untimed before each timed call of ``name``.
+    ``setup[name]()``, if given, runs untimed before each timed call of ``name``;
+    ``max_rounds[name]`` caps the rounds of a slow variant (it takes part in the first ones).
     """
     names = list(variants)
     times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
         for n in (names if r % 2 == 0 else names[::-1]):
+            if max_rounds and r >= max_rounds.get(n, rounds):
+                continue
             if setup and n in setup:
                 setup[n]()
             t0 = time.perf_counter()

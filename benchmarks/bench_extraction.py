@@ -141,7 +141,9 @@ def main(argv=None) -> int:
                                                           "encoder on a random corpus, smoke runs only)")
     p.add_argument("--lang", default="en", help="PUD language (default en)")
     p.add_argument("--sentences", type=int, default=300, help="first N PUD sentences (default 300)")
-    p.add_argument("--rounds", type=int, default=3, help="timed rounds per variant (default 3)")
+    p.add_argument("--rounds", type=int, default=5, help="timed rounds per variant (default 5)")
+    p.add_argument("--naive-rounds", type=int, default=3,
+                   help="rounds of the slow naive loop, within the first rounds (default 3)")
     p.add_argument("--batch-tokens", type=int, default=None, help="default: the extractor's default")
     p.add_argument("--home", default=None, help="PROBE_HOME holding the converted model (default "
                                                 "$PROBE_HOME or /tmp/benchhome); cache writes go to "
@@ -156,7 +158,7 @@ def main(argv=None) -> int:
 
 def _run(args) -> int:
     if args.quick:
-        args.sentences, args.rounds = min(args.sentences, 24), min(args.rounds, 2)
+        args.sentences, args.rounds, args.naive_rounds = min(args.sentences, 24), min(args.rounds, 2), 2
     home = C.setup_env(args.home)
 
     import numpy as np
@@ -177,7 +179,8 @@ def _run(args) -> int:
     print(f"model {spec.name} ({encoder.n_layers} layers, hidden {encoder.hidden}); corpus "
           f"{data.name}/{data.lang}/{data.split}: {len(data.sentences)} sentences, {n_words} words, "
           f"{n_tokens} tokens in {len(batches)} batches of <= {batch_tokens} tokens "
-          f"({n_padded - n_tokens} padding); {args.rounds} rounds")
+          f"({n_padded - n_tokens} padding); {args.rounds} rounds ({min(args.rounds, args.naive_rounds)} of "
+          f"the naive loop)")
 
     H = encoder.hidden
     rows = min(batch_tokens, 8192)
@@ -217,7 +220,8 @@ def _run(args) -> int:
     variants = {"ours": ours, "ours-inner": inner, "naive": lambda: _naive(encoder, data), "bare": bare,
                 "matmul": matmul}
     try:
-        times = C.interleaved(variants, args.rounds, setup={"ours": new_home, "ours-inner": new_scratch})
+        times = C.interleaved(variants, args.rounds, setup={"ours": new_home, "ours-inner": new_scratch},
+                              max_rounds={"naive": args.naive_rounds})
     finally:
         for h in homes:
             shutil.rmtree(h, ignore_errors=True)
@@ -226,9 +230,15 @@ def _run(args) -> int:
         os.environ["PROBE_HOME"] = home
     m = {k: C.med(v) for k, v in times.items()}
 
-    print(f"{'variant':12s} {'median s':>9s} {'min s':>8s} {'max s':>8s} {'words/s':>9s}")
+    print(f"{'variant':12s} {'median s':>9s} {'min s':>8s} {'max s':>8s} {'runs':>4s} {'words/s':>9s}")
     for k in ("ours", "ours-inner", "naive", "bare"):
-        print(f"{k:12s} {m[k]:9.3f} {min(times[k]):8.3f} {max(times[k]):8.3f} {n_words / m[k]:9.0f}")
+        print(f"{k:12s} {m[k]:9.3f} {min(times[k]):8.3f} {max(times[k]):8.3f} {len(times[k]):4d} "
+              f"{n_words / m[k]:9.0f}")
+    b = {k: min(v) for k, v in times.items()}
+    print(f"best-of (min) ratios, less exposed to other jobs on the machine: naive/ours "
+          f"{b['naive'] / b['ours']:.2f}x, inner/bare {b['ours-inner'] / b['bare']:.2f}x, ours/bare "
+          f"{b['ours'] / b['bare']:.2f}x, forward/matmul rate "
+          f"{(flops / b['bare']) / (2.0 * rows * H * 4 * H * mm_reps / b['matmul']):.2f}x")
     mm_flops = 2.0 * rows * H * 4 * H * mm_reps
     mm_rate = mm_flops / m["matmul"] / 1e9
     fwd_rate = flops / m["bare"] / 1e9
@@ -237,7 +247,7 @@ def _run(args) -> int:
           f"({flops / max(n_tokens, 1) / 1e6:.1f} MFLOP per real token)")
     print(f"achieved: bare forward {fwd_rate:.1f} GFLOP/s, ours end to end {ours_rate:.1f} GFLOP/s; "
           f"float32 matmul [{rows}, {H}] @ [{H}, {4 * H}]: {mm_rate:.1f} GFLOP/s "
-          f"(median of {args.rounds} x {mm_reps} matmuls)")
+          f"(median of {len(times['matmul'])} x {mm_reps} matmuls)")
     useful = flops * n_tokens / max(n_padded, 1)
     print(f"padding: {1 - n_tokens / max(n_padded, 1):.1%} of the positions in the forward batches; "
           f"useful (non-padding) work ~{useful / 1e9:.1f} GFLOP (scaled by the token share: exact for "
