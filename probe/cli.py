@@ -158,7 +158,8 @@ def cmd_layers(args) -> int:
 
     res = layers(args.lang, model=args.model, tasks=args.tasks, pooling=args.pooling, seed=args.seed,
                  n_boot=args.n_boot, tatoeba=not args.no_tatoeba, progress=not args.quiet,
-                 device=args.device, train=_corpus_split(args.train), max_iter=args.max_iter)
+                 device=args.device, train=_corpus_split(args.train), max_iter=args.max_iter,
+                 perturb=args.perturb)
     r = res.report
     print(f"model: {r['model']['name']} (fingerprint {r['model']['fingerprint'][:12]}); "
           f"English -> {', '.join(res.langs)}; {LAYER_NOTE}")
@@ -166,6 +167,16 @@ def cmd_layers(args) -> int:
           "(task - control); CKA: debiased linear CKA of PUD sentence vectors; R a>b: PUD retrieval "
           "accuracy@1; langID: language-identity accuracy")
     print(res.format_table())
+    print("\nWithin noise (95% paired sentence bootstrap against each curve's best layer):")
+    for line in res.noise_lines():
+        print("  " + line)
+    if r.get("robustness"):
+        print("\nRobustness: drop of zero-shot accuracy / retrieval from clean to perturbed target text "
+              "(positive = worse), per layer:")
+        df = res.robustness_table()
+        cols = [c for c in ("upos drop", "deprel drop", "retrieval drop") if c in df.columns]
+        wide = df.pivot_table(index="layer", columns=["perturbation", "lang"], values=cols)
+        print(wide.to_string(float_format=lambda v: f"{v:.3f}"))
     paths = res.save(Path(args.out))
     print(f"wrote {len(paths)} files to {args.out}/ (report.json, "
           f"{sum(1 for p in paths if p.suffix == '.png')} figures) in {r['timings_s']['total']:.0f} s")
@@ -252,6 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--train", default="ud:dev+test",
                     help="English probe training data as corpus:split (default: ud:dev+test, i.e. "
                          "UD English-EWT dev and test)")
+    la.add_argument("--perturb", action="append", default=None, metavar="SPEC",
+                    help="perturb the target-language text and report how each layer degrades: "
+                         "typo:RATE[,RATE...], drop-diacritics, lowercase (comma-separated or repeated, "
+                         "e.g. typo:0.05,0.1,0.2,lowercase); seeded with --seed, labels and word "
+                         "segmentation kept, perturbed text cached under its own key")
     la.add_argument("--device", default="auto", help="cuda, mps, cpu or auto (default: auto)")
     la.add_argument("--quiet", action="store_true", help="no progress bars")
 

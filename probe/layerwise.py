@@ -163,9 +163,48 @@ def _aligned_rows(a, b) -> tuple[np.ndarray, np.ndarray]:
 # ----------------------------------------------------------------------------- result
 @dataclass
 class LayerResult:
-    """All numbers of one ``layers`` run (``report`` is JSON-ready) with table and plots."""
+    """All numbers of one ``layers`` run (``report`` is JSON-ready) with table and plots.
+
+    ``counts``: per-sentence outcomes of each curve, ``{"upos de": [n_layers, n_sentences, 2]
+    (correct, total)}``, for paired comparisons (:meth:`difference`); not saved in
+    ``report.json`` (None after :meth:`load`).
+    """
 
     report: dict
+    counts: dict | None = field(default=None, repr=False)
+
+    def difference(self, curve: str, layer_a: int, layer_b: int, other: "LayerResult | None" = None,
+                   *, n_boot: int = 1000, seed: int = 0):
+        """Paired sentence bootstrap of ``curve`` at ``layer_a`` minus at ``layer_b`` (of
+        ``other``, another model's result on the same sentences, if given).
+
+        ``curve``: a key of :attr:`counts`, e.g. ``"upos de"``, ``"retrieval en-de"``.
+        Returns :class:`probe.stats.PairedDifference` (``within_noise`` when the 95% CI holds 0).
+
+        >>> res.difference("upos de", 7, 12).within_noise      # doctest: +SKIP
+        False
+        """
+        from .stats import paired_difference_counts
+
+        other = other or self
+        for r in (self, other):
+            if r.counts is None or curve not in r.counts:
+                raise ProbeError(f"no per-sentence outcomes for {curve!r} (a result loaded from "
+                                 f"report.json has none; choose from {sorted(self.counts or [])})")
+        a, b = self.counts[curve][layer_a], other.counts[curve][layer_b]
+        if a.shape != b.shape or not np.array_equal(a[:, 1], b[:, 1]):
+            raise ProbeError(f"{curve}: the two results were not scored on the same sentences and words")
+        return paired_difference_counts(a[:, 0], b[:, 0], a[:, 1], n_boot=n_boot, seed=seed)
+
+    def noise_lines(self) -> list[str]:
+        """One line per curve: its best layer and the layers within noise of it."""
+        out = []
+        for name, n in self.report.get("noise", {}).get("curves", {}).items():
+            tied = [l for l in n["within_noise_of_peak"] if l != n["peak_layer"]]
+            out.append(f"{name}: peak at layer {n['peak_layer']} ({n['peak_value']:.3f}); "
+                       + (f"layers {_layer_ranges(n['within_noise_of_peak'])} are within noise of it"
+                          if tied else "every other layer is significantly lower"))
+        return out
 
     @property
     def langs(self) -> list[str]:
@@ -341,39 +380,166 @@ class LayerResult:
         paths += self.plot_tradeoff(out_dir / "tradeoff.png")
         for lang in self.langs:
             paths += self.plot_cka_heatmap(lang, out_dir / f"cka_en-{lang}.png")
+        if self.report.get("robustness"):
+            paths += self.plot_robustness(out_dir / "robustness.png")
         return paths
+
+    def robustness_table(self):
+        """Per perturbation, language and layer: scores and drops, as a long pandas DataFrame."""
+        import pandas as pd
+
+        rows = []
+        rob = self.report.get("robustness")
+        if not rob:
+            raise ProbeError("this result has no robustness analysis (run layers(..., perturb=...))")
+        for pert, per_lang in rob["results"].items():
+            for lang, r in per_lang.items():
+                for l in self.layer_ids:
+                    row = {"perturbation": pert, "lang": lang, "layer": l,
+                           "changed_words": r["changed_words"]}
+                    for task in ("upos", "deprel"):
+                        if task in r:
+                            row[f"{task}"] = r[task]["accuracy"][l]
+                            row[f"{task} drop"], row[f"{task} lo"], row[f"{task} hi"] = r[task]["drop"][l]
+                    row["retrieval"] = r["retrieval"][l]
+                    row["retrieval drop"], row["retrieval lo"], row["retrieval hi"] = r["retrieval_drop"][l]
+                    row["cka drop"] = r["cka_drop"][l]
+                    rows.append(row)
+        return pd.DataFrame(rows)
+
+    def plot_robustness(self, path: Path | None = None):
+        """Drop of zero-shot UPOS and of retrieval per layer under each perturbation."""
+        import matplotlib.pyplot as plt
+
+        from .plotting import LAYER_AXIS, finish, palette, setup_style
+
+        setup_style()
+        rob = self.report["robustness"]
+        perts = list(rob["results"])
+        metrics = [m for m in ("upos", "retrieval") if m == "retrieval" or
+                   m in next(iter(next(iter(rob["results"].values())).values()))]
+        fig, axes = plt.subplots(1, len(metrics), figsize=(5.4 * len(metrics), 3.9), squeeze=False)
+        cols = palette(len(perts))
+        styles = ["-", "--", ":", "-."]
+        L = self.layer_ids
+        for ax, metric in zip(axes[0], metrics):
+            for (pert, per_lang), c in zip(rob["results"].items(), cols):
+                for k, (lang, r) in enumerate(per_lang.items()):
+                    d = np.asarray(r[metric]["drop"] if metric != "retrieval" else r["retrieval_drop"])
+                    ax.plot(L, d[:, 0], color=c, ls=styles[k % len(styles)], marker="o", ms=2.5,
+                            label=f"{pert}, {lang} ({r['changed_words']:.0%} words changed)")
+                    ax.fill_between(L, d[:, 1], d[:, 2], color=c, alpha=0.12, lw=0)
+            ax.axhline(0, color="0.3", lw=0.8)
+            ax.set_xlabel(LAYER_AXIS)
+            ax.set_ylabel("accuracy drop (clean − perturbed)")
+            ax.set_title("zero-shot UPOS probe (trained on clean English)" if metric == "upos"
+                         else "PUD retrieval en↔xx (accuracy@1, both directions)")
+        axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        cap = (f"perturbed PUD {', '.join(self.langs)} (seed {rob['seed']}); English and probe training "
+               "data clean; 95% paired sentence-bootstrap bands")
+        return finish(fig, path or Path("robustness.png"), self._meta(cap),
+                      "Robustness of zero-shot transfer to noisy input, per layer")
 
     @classmethod
     def load(cls, path: Path) -> "LayerResult":
         return cls(json.loads(Path(path).read_text()))
 
+    @property
+    def n_layers(self) -> int:
+        """L, the index of the last layer."""
+        return self.layer_ids[-1]
+
+    @property
+    def relative_depth(self) -> list[float]:
+        """``layer / L`` for every layer: 0 = embeddings, 1 = last layer."""
+        return [l / self.n_layers for l in self.layer_ids]
+
 
 # ----------------------------------------------------------------------------- analysis
-def _probe_task(task, train, evals, layer, seed, n_boot, probe_kw):
-    """Fit the task probe and its control on ``train`` at ``layer``; evaluate on ``evals``."""
-    from .probes import ControlTask, LinearProbe, evaluate
+def _probe_vocab(task, train) -> list[str]:
+    return UPOS_TAGS if task == "upos" else sorted(set(_universal(train.vocab("deprel"))))
 
-    vocab = UPOS_TAGS if task == "upos" else sorted(set(_universal(train.vocab("deprel"))))
+
+_PROBE_STATE = ("classes_", "coef_", "intercept_", "mean_", "scale_", "n_iter_", "n_features_in_")
+
+
+def _fit_probes(task, train, layer, seed, probe_kw):
+    """The task probe and its control-task probe at ``layer``, fitted on ``train``.
+
+    Fitted weights are stored in the cache (keyed by the training entry, task, layer, seed
+    and probe settings), so evaluating a new language, a perturbed text or a new model's
+    comparison later never refits a probe.
+    """
+    from .cache import atomic_save_npy, cache_dir
+    from .probes import ControlTask, LinearProbe
+
+    vocab = _probe_vocab(task, train)
     y_train = _label_ids(train, task, vocab)
     keep = y_train >= 0
-    X_train = np.asarray(train.layer(layer), dtype=np.float32)[keep]
-    probe = LinearProbe(seed=seed, **probe_kw).fit(X_train, y_train[keep])
     words_train = np.asarray(train.flat_words, dtype=object)[keep]
     control = ControlTask(seed=seed).fit(words_train, y_train[keep])
-    ctrl_probe = LinearProbe(seed=seed, **probe_kw).fit(X_train, control.transform(words_train))
-    del X_train
-    out = {}
-    for lang, entry in evals.items():
-        y = _label_ids(entry, task, vocab)
-        ok = y >= 0
-        X = np.asarray(entry.layer(layer), dtype=np.float32)[ok]
-        sid = _sentence_ids(entry)[ok]
-        out[lang] = evaluate(y[ok], probe.predict(X), sentence_ids=sid, n_boot=n_boot, seed=seed)
-        if lang == SOURCE_LANG:
-            y_ctrl = control.transform(np.asarray(entry.flat_words, dtype=object)[ok])
-            out["control_en"] = evaluate(y_ctrl, ctrl_probe.predict(X), sentence_ids=sid,
-                                         n_boot=n_boot, seed=seed)
+    fields = json.dumps({"train": train.meta["key"], "task": task, "layer": layer, "seed": seed,
+                         "probe": probe_kw, "v": 1}, sort_keys=True, default=str)
+    import hashlib
+
+    folder = cache_dir() / "results" / "probe-fit" / hashlib.sha256(fields.encode()).hexdigest()[:32]
+    probes = []
+    try:
+        if json.loads((folder / "key.json").read_text()) == fields:
+            for name in ("task", "control"):
+                p = LinearProbe(seed=seed, **probe_kw)
+                for attr in _PROBE_STATE:
+                    value = np.load(folder / f"{name}.{attr}.npy", allow_pickle=False)
+                    setattr(p, attr, value if value.ndim else value.item())
+                probes.append(p)
+    except (OSError, ValueError, KeyError):
+        probes = []  # missing or unreadable: refit and overwrite
+    if len(probes) != 2:
+        X_train = np.asarray(train.layer(layer), dtype=np.float32)[keep]
+        probes = [LinearProbe(seed=seed, **probe_kw).fit(X_train, y_train[keep]),
+                  LinearProbe(seed=seed, **probe_kw).fit(X_train, control.transform(words_train))]
+        del X_train
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, p in zip(("task", "control"), probes):
+            for attr in _PROBE_STATE:
+                atomic_save_npy(folder / f"{name}.{attr}.npy", np.asarray(getattr(p, attr)))
+        (folder / "key.json").write_text(fields)  # written last: marks the fit complete
+    return vocab, probes[0], control, probes[1]
+
+
+def _probe_eval(fitted, task, entry, layer, seed, n_boot, control: bool = False) -> dict:
+    """Evaluate a fitted probe (or its control) on one entry at ``layer``.
+
+    Besides :func:`probe.probes.evaluate`'s numbers, keeps per-sentence ``correct`` and
+    ``total`` word counts, which paired bootstraps (layer vs layer, model vs model,
+    clean vs perturbed) resample.
+    """
+    from .probes import evaluate
+
+    vocab, probe, ctrl, ctrl_probe = fitted
+    y = _label_ids(entry, task, vocab)
+    ok = y >= 0
+    X = np.asarray(entry.layer(layer), dtype=np.float32)[ok]
+    sid = _sentence_ids(entry)[ok]
+    if control:
+        y_true = ctrl.transform(np.asarray(entry.flat_words, dtype=object)[ok])
+        y_pred = ctrl_probe.predict(X)
+    else:
+        y_true, y_pred = y[ok], probe.predict(X)
+    out = evaluate(y_true, y_pred, sentence_ids=sid, n_boot=n_boot, seed=seed)
+    correct = np.asarray(y_true) == np.asarray(y_pred)
+    out["per_sentence"] = {
+        "correct": np.bincount(sid, weights=correct, minlength=entry.n_sentences).astype(int).tolist(),
+        "total": np.bincount(sid, minlength=entry.n_sentences).astype(int).tolist()}
     return out
+
+
+def _split_counts(res: dict) -> tuple[dict, np.ndarray]:
+    """``res`` without its per-sentence counts, and the counts as ``[n_sentences, 2]``."""
+    ps = res.get("per_sentence")
+    rest = {k: v for k, v in res.items() if k != "per_sentence"}
+    counts = np.stack([ps["correct"], ps["total"]], axis=1) if ps else None
+    return rest, counts
 
 
 def _langid(pud: dict, layer: int, seed: int, n_boot: int, probe_kw, holdout=0.2):
@@ -406,11 +572,13 @@ def _langid(pud: dict, layer: int, seed: int, n_boot: int, probe_kw, holdout=0.2
     return res
 
 
-def _similarity(pud: dict, tatoeba: dict, targets, L: int):
+def _similarity(pud: dict, tatoeba: dict, targets, L: int, en_key: str = SOURCE_LANG):
+    """CKA, CKA matrices and retrieval of English vs each target; also per-sentence retrieval
+    counts ``{lang: [L+1, n_sentences, 2]}`` (hits in both directions, out of 2)."""
     from .similarity import cka_matrix, linear_cka
 
-    en = pud[SOURCE_LANG]
-    cka, cka_mat, ret = {}, {}, {}
+    en = pud[en_key]
+    cka, cka_mat, ret, counts = {}, {}, {}, {}
     for lang in targets:
         ia, ib = _aligned_rows(en, pud[lang])
         A = [np.asarray(en.sentence_vectors(l, "mean"), dtype=np.float32)[ia] for l in range(L + 1)]
@@ -419,43 +587,139 @@ def _similarity(pud: dict, tatoeba: dict, targets, L: int):
         cka[lang] = {"debiased": [float(np.asarray(cka_mat[lang])[l, l]) for l in range(L + 1)],
                      "biased": [linear_cka(A[l], B[l], debiased=False) for l in range(L + 1)],
                      "n_sentences": int(len(ia))}
-        ret[lang] = {kind: [_ret(A[l], B[l], kind == "centered") for l in range(L + 1)]
-                     for kind in ("plain", "centered")}
+        ret[lang], layer_counts = {}, []
+        for kind in ("plain", "centered"):
+            rows = []
+            for l in range(L + 1):
+                row, hits = _ret(A[l], B[l], kind == "centered")
+                rows.append(row)
+                if kind == "plain":
+                    layer_counts.append(np.stack([hits, np.full(len(hits), 2)], axis=1))
+            ret[lang][kind] = rows
+        counts[lang] = np.stack(layer_counts)
     tat = {}
     for lang, (xx, eng) in tatoeba.items():
         tat[lang] = {}
         for kind in ("plain", "centered"):
             tat[lang][kind] = [_ret(np.asarray(eng.sentence_vectors(l, "mean"), dtype=np.float32),
                                     np.asarray(xx.sentence_vectors(l, "mean"), dtype=np.float32),
-                                    kind == "centered") for l in range(L + 1)]
+                                    kind == "centered")[0] for l in range(L + 1)]
         tat[lang]["n_pairs"] = xx.n_sentences
-    return cka, cka_mat, {"pud": ret, "tatoeba": tat}
+    return cka, cka_mat, {"pud": ret, "tatoeba": tat}, counts
 
 
 def _ret(A, B, center):
-    from .similarity import retrieval_accuracy
+    """Retrieval accuracies both ways and per-sentence hits ``[n]`` (0, 1 or 2 directions)."""
+    from .similarity import retrieval_hits
 
-    r = retrieval_accuracy(A, B, center=center)
-    return {"en2xx": r["a2b"], "xx2en": r["b2a"]}
+    h = retrieval_hits(A, B, center=center)
+    n = len(h["a2b"])
+    return ({"en2xx": int(h["a2b"].sum()) / n, "xx2en": int(h["b2a"].sum()) / n},
+            h["a2b"].astype(np.int64) + h["b2a"].astype(np.int64))
+
+
+def noise_summary(counts: np.ndarray, *, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Which layers are indistinguishable from the best one, by paired sentence bootstrap.
+
+    ``counts: [n_layers, n_sentences, 2]`` per-sentence (correct, total) of one curve, the
+    same sentences at every layer. For each layer the 95% CI of ``value(peak) - value(layer)``
+    is computed with the same resampled sentences for both; a layer whose CI contains 0 is
+    *within noise* of the peak.
+
+    Returns ``{"peak_layer", "peak_value", "within_noise_of_peak": [layers],
+    "difference_to_peak": [[diff, lo, hi] per layer]}``.
+    """
+    from .stats import paired_difference_counts
+
+    counts = np.asarray(counts, dtype=np.float64)
+    values = counts[:, :, 0].sum(1) / counts[:, :, 1].sum(1)
+    peak = int(np.argmax(values))
+    tied, diffs = [], []
+    for l in range(len(counts)):
+        if l == peak:
+            tied.append(l)
+            diffs.append([0.0, 0.0, 0.0])
+            continue
+        d = paired_difference_counts(counts[peak, :, 0], counts[l, :, 0], counts[peak, :, 1],
+                                     n_boot=n_boot, seed=seed)
+        diffs.append([round(d.difference, 6), round(d.lo, 6), round(d.hi, 6)])
+        if d.within_noise:
+            tied.append(l)
+    return {"peak_layer": peak, "peak_value": float(values[peak]), "within_noise_of_peak": tied,
+            "difference_to_peak": diffs}
+
+
+def _layer_ranges(layers_: list[int]) -> str:
+    """``[3, 4, 5, 8]`` -> ``"3-5, 8"``."""
+    out, run = [], []
+    for l in sorted(layers_):
+        if run and l == run[-1] + 1:
+            run.append(l)
+        else:
+            if run:
+                out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+            run = [l]
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ", ".join(out)
+
+
+def _perturbed_entries(spec, targets, perturbations, pooling, pud, progress, device, log):
+    """``{(str(p), lang): (entry, changed_fraction)}`` for perturbed target PUD text.
+
+    A perturbation that changes no word (e.g. lowercase on Chinese) reuses the clean entry.
+    """
+    from .cache import open_entry
+    from .data import load_corpus
+    from .extraction import cache_key, extract_corpus
+    from .perturb import changed_fraction, perturb_corpus
+
+    out, encoder = {}, None
+    for lang in targets:
+        clean = load_corpus("pud", lang, "test", progress=progress)
+        for p in perturbations:
+            data = perturb_corpus(clean, p)
+            frac = changed_fraction(clean, data)
+            if frac == 0:
+                out[(str(p), lang)] = (pud[lang], 0.0)
+                continue
+            entry = open_entry(cache_key(spec, data, pooling))
+            if entry is None:
+                if encoder is None:
+                    encoder = spec.load()
+                log(f"extracting PUD {lang} perturbed by {p} ({frac:.1%} of words changed)")
+                entry = extract_corpus(spec, data, pooling=pooling, progress=progress, device=device,
+                                       encoder=encoder)
+            out[(str(p), lang)] = (entry, frac)
+    return out
 
 
 def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str] = TASKS, *,
            pooling: str = "first", seed: int = 0, n_boot: int = 1000, tatoeba: bool = True,
            train: tuple[str, str] = ("ud", "dev+test"), C: float = 1.0, max_iter: int = 30,
-           progress: bool = True, device: str | None = None, log=None) -> LayerResult:
+           perturb=None, progress: bool = True, device: str | None = None, log=None) -> LayerResult:
     """Run the per-layer analysis for English → each of ``langs``.
 
     Missing cache entries are extracted first (the model is loaded only then).
     Probes run ``max_iter`` L-BFGS iterations (default 30: on e5-small UPOS probes the
     in-language accuracy was within 0.1 points of 100 iterations at a third of the time).
-    Each layer's probe results are memoised in the cache, so an interrupted or repeated
-    analysis only computes what is missing.
+    Fitted probes and each layer's evaluation are memoised in the cache, so an interrupted
+    or repeated analysis only computes what is missing.
+
+    ``perturb``: perturbations of the *target-language* PUD text (``"typo:0.05,0.1,
+    drop-diacritics"`` or a list, see :mod:`probe.perturb`; seeded with ``seed``). The
+    English-trained probes are evaluated on the perturbed text and retrieval/CKA recomputed
+    against clean English; ``report["robustness"]`` holds, per layer, each score and its
+    drop from clean text with a paired-bootstrap 95% CI.
+
+    ``report["noise"]`` says, for every per-layer curve with per-sentence outcomes (probe
+    accuracies, PUD retrieval), which layers are within noise of the best one.
     Returns a :class:`LayerResult`; ``result.report`` holds every number with the model,
-    data, seeds and versions that produced it.
+    data, seeds and versions that produced it; ``result.counts`` the per-sentence outcomes.
     """
-    from .cache import memoized
     from .encoders import resolve_encoder
     from .languages import get_language
+    from .perturb import parse_perturbations
 
     t0 = time.time()
     log = log or (lambda msg: print(msg, file=sys.stderr))
@@ -464,6 +728,7 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
     if bad:
         raise ProbeError(f"unknown task(s) {', '.join(bad)}; choose from {', '.join(TASKS)}")
     targets = _check_targets(langs)
+    perturbations = parse_perturbations(perturb, seed=seed) if perturb else []
     spec = resolve_encoder(model) if isinstance(model, str) else model
     wanted = [(train[0], SOURCE_LANG, train[1], pooling)]
     wanted += [("pud", lang, "test", pooling) for lang in [SOURCE_LANG] + targets]
@@ -473,36 +738,98 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
         # token), so its words are mean-pooled over all their pieces.
         wanted += [("tatoeba", lang, "xx", "mean"), ("tatoeba", lang, "eng", "mean")]
     entries = ensure_entries(spec, wanted, progress=progress, device=device)
-    t_extract = time.time() - t0
     train_entry = entries[0]
     pud = dict(zip([SOURCE_LANG] + targets, entries[1:2 + len(targets)]))
     tat = {lang: (entries[2 + len(targets) + 2 * i], entries[3 + len(targets) + 2 * i])
            for i, lang in enumerate(tat_langs)}
+    perturbed = _perturbed_entries(spec, targets, perturbations, pooling, pud, progress, device, log)
+    t_extract = time.time() - t0
     L = train_entry.last_layer
     probe_kw = {"C": C, "max_iter": max_iter}
 
-    probes: dict = {t: {lang: [] for lang in [SOURCE_LANG] + targets} | {"control_en": []}
-                    for t in tasks if t != "langid"}
+    # evaluation sets: name -> entry ("de", "control_en", or "de~typo:0.1")
+    evals = {lang: e for lang, e in pud.items()}
+    evals.update({f"{lang}~{p}": e for (p, lang), (e, _f) in perturbed.items()})
+    probe_tasks = [t for t in tasks if t != "langid"]
+    probes: dict = {t: {name: [] for name in [*pud, "control_en"]} for t in probe_tasks}
+    counts: dict = {t: {name: [] for name in [*evals, "control_en"]} for t in probe_tasks}
+    pert_probes: dict = {t: {name: [] for name in evals if "~" in name} for t in probe_tasks}
     langid_rows = []
     from tqdm.auto import tqdm
 
-    keys = {"train": train_entry.meta["key"], "pud": {k: v.meta["key"] for k, v in pud.items()},
-            "seed": seed, "n_boot": n_boot, "probe": probe_kw}
+    from .cache import memoized
+
+    base = {"train": train_entry.meta["key"], "seed": seed, "n_boot": n_boot, "probe": probe_kw}
+    pud_keys = {k: v.meta["key"] for k, v in pud.items()}
     for layer in tqdm(range(L + 1), desc="probing layers", unit="layer", disable=not progress,
                       file=sys.stderr):
-        for task in probes:
-            res = memoized("probe", {**keys, "task": task, "layer": layer},
-                           lambda: _probe_task(task, train_entry, pud, layer, seed, n_boot, probe_kw))
-            for k, v in res.items():
-                probes[task][k].append(v)
+        for task in probe_tasks:
+            fitted = []  # fitted lazily: only when some evaluation is not memoised
+
+            def get_fit():
+                if not fitted:
+                    fitted.append(_fit_probes(task, train_entry, layer, seed, probe_kw))
+                return fitted[0]
+
+            jobs = [(name, e, False) for name, e in evals.items()] + [("control_en", pud[SOURCE_LANG], True)]
+            for name, entry, is_control in jobs:
+                res = memoized("probe-eval", {**base, "task": task, "layer": layer,
+                                              "eval": entry.meta["key"], "control": is_control},
+                               lambda: _probe_eval(get_fit(), task, entry, layer, seed, n_boot, is_control))
+                res, c = _split_counts(res)
+                counts[task][name].append(c)
+                (pert_probes[task] if "~" in name else probes[task])[name].append(res)
         if "langid" in tasks:
-            langid_rows.append(memoized("langid", {**keys, "layer": layer},
+            langid_rows.append(memoized("langid", {**base, "pud": pud_keys, "layer": layer},
                                         lambda: _langid(pud, layer, seed, n_boot, probe_kw)))
     for task in probes:
         probes[task]["selectivity_en"] = [a["accuracy"] - c["accuracy"] for a, c in
                                           zip(probes[task][SOURCE_LANG], probes[task]["control_en"])]
+    counts = {t: {name: np.stack(v) for name, v in per.items()} for t, per in counts.items()}
     t_probe = time.time() - t0 - t_extract
-    cka, cka_mat, retrieval = _similarity(pud, tat, targets, L)
+    cka, cka_mat, retrieval, ret_counts = _similarity(pud, tat, targets, L)
+
+    # -- noise: which layers are indistinguishable from each curve's best layer
+    noise = {"method": "paired sentence bootstrap of value(peak layer) - value(layer), 95% CI; a "
+                       "layer whose CI contains 0 is within noise of the peak",
+             "n_boot": n_boot, "seed": seed, "curves": {}}
+    for task in probe_tasks:
+        for name in [*pud]:
+            noise["curves"][f"{task} {name}" + ("" if name == SOURCE_LANG else " (zero-shot)")] = \
+                noise_summary(counts[task][name], n_boot=n_boot, seed=seed)
+    for lang in targets:
+        noise["curves"][f"retrieval en-{lang}"] = noise_summary(ret_counts[lang], n_boot=n_boot, seed=seed)
+    noise["note"] = ("CKA curves have no interval here: resampling sentences with replacement "
+                     "duplicates rows, which the debiased CKA estimator does not allow for.")
+
+    robustness = None
+    if perturbations:
+        robustness = {"perturbations": [str(p) for p in perturbations], "seed": seed,
+                      "applied_to": "target-language PUD sentences (English and the training data "
+                                    "stay clean); word segmentation and labels unchanged",
+                      "drop": "clean - perturbed (positive = worse); CI: paired sentence bootstrap",
+                      "results": {}}
+        for p in perturbations:
+            per_lang = {}
+            for lang in targets:
+                entry, frac = perturbed[(str(p), lang)]
+                name = f"{lang}~{p}"
+                row = {"changed_words": frac, "cache_key": entry.meta["key"]}
+                for task in probe_tasks:
+                    acc = [r["accuracy"] for r in pert_probes[task][name]]
+                    drops = [paired_difference_counts_layer(counts[task][lang][l], counts[task][name][l],
+                                                            n_boot, seed) for l in range(L + 1)]
+                    row[task] = {"accuracy": acc, "drop": drops}
+                p_cka, _m, p_ret, p_counts = _similarity({SOURCE_LANG: pud[SOURCE_LANG], lang: entry},
+                                                         {}, [lang], L)
+                row["cka"] = p_cka[lang]["debiased"]
+                row["cka_drop"] = [a - b for a, b in zip(cka[lang]["debiased"], row["cka"])]
+                row["retrieval"] = [(x["en2xx"] + x["xx2en"]) / 2 for x in p_ret["pud"][lang]["plain"]]
+                row["retrieval_drop"] = [paired_difference_counts_layer(ret_counts[lang][l], p_counts[lang][l],
+                                                                        n_boot, seed) for l in range(L + 1)]
+                per_lang[lang] = row
+            robustness["results"][str(p)] = per_lang
+
     report = {
         "question": "which layers carry structure (probes) and which carry cross-lingual information "
                     "(CKA, retrieval)",
@@ -516,19 +843,35 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
                    "in_language_eval": "English PUD (held out: a different treebank from the training one)",
                    "sentence_vectors": "mean of the layer's word vectors", "n_boot": n_boot,
                    "control_task": "Hewitt & Liang 2019: each word type gets a fixed random label drawn "
-                                   "from the training label distribution"},
-        "seeds": {"probe": seed, "control": seed, "bootstrap": seed, "langid_split": seed},
+                                   "from the training label distribution",
+                   "perturb": [str(p) for p in perturbations]},
+        "seeds": {"probe": seed, "control": seed, "bootstrap": seed, "langid_split": seed,
+                  "perturbation": seed},
         "data": {"train": entry_record(train_entry),
                  "pud": {k: entry_record(v) for k, v in pud.items()},
-                 "tatoeba": {k: {"xx": entry_record(a), "eng": entry_record(b)} for k, (a, b) in tat.items()}},
+                 "tatoeba": {k: {"xx": entry_record(a), "eng": entry_record(b)} for k, (a, b) in tat.items()},
+                 "perturbed": {f"{lang}~{p}": entry_record(e) for (p, lang), (e, _f) in perturbed.items()}},
         "versions": versions(),
         "probes": probes,
         "langid": langid_rows,
         "cka": cka,
         "cka_matrix": cka_mat,
         "retrieval": retrieval,
+        "noise": noise,
         "timings_s": {"extract_or_open": round(t_extract, 2), "probes": round(t_probe, 2),
                       "similarity": round(time.time() - t0 - t_extract - t_probe, 2),
                       "total": round(time.time() - t0, 2)},
     }
-    return LayerResult(report)
+    if robustness:
+        report["robustness"] = robustness
+    sent_counts = {f"{t} {name}": c for t, per in counts.items() for name, c in per.items()}
+    sent_counts.update({f"retrieval en-{lang}": c for lang, c in ret_counts.items()})
+    return LayerResult(report, counts=sent_counts)
+
+
+def paired_difference_counts_layer(clean: np.ndarray, other: np.ndarray, n_boot: int, seed: int) -> list:
+    """``[diff, lo, hi]`` of ``acc(clean) - acc(other)`` from ``[n_sentences, 2]`` counts each."""
+    from .stats import paired_difference_counts
+
+    d = paired_difference_counts(clean[:, 0], other[:, 0], clean[:, 1], n_boot=n_boot, seed=seed)
+    return [round(d.difference, 6), round(d.lo, 6), round(d.hi, 6)]

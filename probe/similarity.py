@@ -59,6 +59,7 @@ __all__ = [
     "FeatureCKA",
     "cka_matrix",
     "retrieval_accuracy",
+    "retrieval_hits",
 ]
 
 
@@ -415,14 +416,33 @@ def _unit_rows(X: np.ndarray, mean: np.ndarray | None, chunk_size: int, name: st
     return out
 
 
-def _top1_hits(Q: np.ndarray, D: np.ndarray, chunk_size: int) -> int:
-    """How many query rows ``i`` have their most similar ``D`` row at index ``i``."""
-    hits = 0
+def _top1_hits(Q: np.ndarray, D: np.ndarray, chunk_size: int) -> np.ndarray:
+    """``[n]`` bool: whether query row ``i`` has its most similar ``D`` row at index ``i``."""
+    hits = np.zeros(len(Q), dtype=bool)
     for start, stop in _row_chunks(len(Q), chunk_size):
         sims = Q[start:stop] @ D.T  # [chunk, n]
         best = np.argmax(sims, axis=1)  # first index on ties
-        hits += int(np.count_nonzero(best == np.arange(start, stop)))
+        hits[start:stop] = best == np.arange(start, stop)
     return hits
+
+
+def retrieval_hits(A, B, *, center: bool = False, chunk_size: int = 1024) -> dict:
+    """Per-sentence outcome of :func:`retrieval_accuracy`: ``{"a2b": [n] bool, "b2a": [n] bool}``.
+
+    Row ``i`` of ``a2b`` says whether ``A[i]`` retrieved ``B[i]``; these per-sentence hits
+    are what paired bootstraps (two layers, two models, clean vs perturbed) resample.
+    """
+    A = _as_2d(A, "A")
+    B = _as_2d(B, "B")
+    if A.shape != B.shape:
+        raise ProbeError(f"A and B must have the same shape, got {A.shape} and {B.shape}")
+    if len(A) == 0:
+        raise ProbeError("retrieval needs at least one row")
+    mean_a = _mean_rows(A, chunk_size, "A") if center else None
+    mean_b = _mean_rows(B, chunk_size, "B") if center else None
+    Au = _unit_rows(A, mean_a, chunk_size, "A")
+    Bu = _unit_rows(B, mean_b, chunk_size, "B")
+    return {"a2b": _top1_hits(Au, Bu, chunk_size), "b2a": _top1_hits(Bu, Au, chunk_size)}
 
 
 def retrieval_accuracy(A, B, *, center: bool = False, chunk_size: int = 1024) -> dict:
@@ -449,17 +469,8 @@ def retrieval_accuracy(A, B, *, center: bool = False, chunk_size: int = 1024) ->
     >>> retrieval_accuracy(A, A + 0.01)["a2b"]
     1.0
     """
-    A = _as_2d(A, "A")
-    B = _as_2d(B, "B")
-    if A.shape != B.shape:
-        raise ProbeError(f"A and B must have the same shape, got {A.shape} and {B.shape}")
-    n = len(A)
-    if n == 0:
-        raise ProbeError("retrieval_accuracy needs at least one row")
-    mean_a = _mean_rows(A, chunk_size, "A") if center else None
-    mean_b = _mean_rows(B, chunk_size, "B") if center else None
-    Au = _unit_rows(A, mean_a, chunk_size, "A")
-    Bu = _unit_rows(B, mean_b, chunk_size, "B")
-    a2b = _top1_hits(Au, Bu, chunk_size) / n
-    b2a = _top1_hits(Bu, Au, chunk_size) / n
+    hits = retrieval_hits(A, B, center=center, chunk_size=chunk_size)
+    n = len(hits["a2b"])
+    a2b = int(hits["a2b"].sum()) / n
+    b2a = int(hits["b2a"].sum()) / n
     return {"a2b": a2b, "b2a": b2a, "mean": (a2b + b2a) / 2, "n": n}

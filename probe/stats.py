@@ -51,6 +51,7 @@ __all__ = [
     "macro_f1_from_counts",
     "bootstrap_macro_f1",
     "difference_within_noise",
+    "paired_difference_counts",
 ]
 
 _BLOCK_ELEMS = 1 << 22  # replicate-block size x n_sentences (about 32 MB of float64 weights)
@@ -362,6 +363,33 @@ def difference_within_noise(
     if a.shape != b.shape:
         raise ProbeError(f"a_correct and b_correct must have the same length, got {len(a)} and {len(b)}")
     counts = per_sentence_counts(np.stack([a - b, np.ones_like(a)], axis=1), offsets, sentence_ids=sentence_ids)
+    diff = float(_acc_stat(counts.sum(axis=0)[None])[0])
+    lo, hi = _percentile(bootstrap_replicates(_acc_stat, counts, n_boot=n_boot, seed=seed), alpha)
+    return PairedDifference(diff, lo, hi, bool(lo <= 0 <= hi))
+
+
+def paired_difference_counts(
+    correct_a, correct_b, totals, *, n_boot: int = 1000, seed=0, alpha: float = 0.05
+) -> PairedDifference:
+    """Like :func:`difference_within_noise`, from per-sentence counts.
+
+    ``correct_a, correct_b, totals: [n_sentences]``: how many units of each sentence
+    system a and b got right, out of ``totals`` (words for a probe; 2 for retrieval
+    counted in both directions).  Both systems must be scored on the same sentences,
+    e.g. two layers, two models, or clean vs perturbed text with the same gold labels.
+
+    >>> r = paired_difference_counts([2, 1, 3], [1, 1, 3], [3, 2, 3], n_boot=200)
+    >>> round(r.difference, 4), r.lo <= r.difference <= r.hi
+    (0.125, True)
+    """
+    _check_boot(n_boot, alpha)
+    a = np.asarray(correct_a, dtype=np.float64).ravel()
+    b = np.asarray(correct_b, dtype=np.float64).ravel()
+    t = np.asarray(totals, dtype=np.float64).ravel()
+    if not (a.shape == b.shape == t.shape):
+        raise ProbeError(f"correct_a, correct_b and totals need one value per sentence, got lengths "
+                         f"{len(a)}, {len(b)}, {len(t)}")
+    counts = np.stack([a - b, t], axis=1)
     diff = float(_acc_stat(counts.sum(axis=0)[None])[0])
     lo, hi = _percentile(bootstrap_replicates(_acc_stat, counts, n_boot=n_boot, seed=seed), alpha)
     return PairedDifference(diff, lo, hi, bool(lo <= 0 <= hi))

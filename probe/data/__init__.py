@@ -78,6 +78,8 @@ class Corpus:
 
     ``lang``: ISO 639-1 code where one exists, else ISO 639-3.
     ``files``: ``{"relpath", "sha256", "commit", "url"}`` of every file read.
+    ``perturbation``: set on a perturbed copy (:func:`probe.perturb.perturb_corpus`), e.g.
+    ``"typo:0.1"``; it is part of :attr:`sha256` and therefore of the cache key.
     """
 
     name: str
@@ -85,6 +87,7 @@ class Corpus:
     split: str
     sentences: list[Sentence]
     files: list[dict] = field(default_factory=list)
+    perturbation: str | None = None
 
     @property
     def n_words(self) -> int:
@@ -97,6 +100,8 @@ class Corpus:
         digest.update(f"{self.name}\0{self.lang}\0{self.split}\0".encode("utf-8"))
         for info in self.files:
             digest.update(f"{info['relpath']}\0{info['sha256']}\n".encode("utf-8"))
+        if self.perturbation:
+            digest.update(f"perturbation\0{self.perturbation}\n".encode("utf-8"))
         return digest.hexdigest()
 
     def __len__(self) -> int:
