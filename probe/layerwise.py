@@ -14,8 +14,8 @@
 Layer indices: 0 = embedding output, L = last transformer layer.
 
 >>> res = layers(["de", "zh"], model="e5-small-q4")     # doctest: +SKIP
->>> res.table()                                         # one row per layer
->>> res.plot_tradeoff()
+>>> res.table()                                         # doctest: +SKIP
+>>> res.plot_tradeoff()                                 # doctest: +SKIP
 """
 from __future__ import annotations
 

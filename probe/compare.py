@@ -1,0 +1,381 @@
+"""Compare encoders on one axis of relative depth: does the picture change with model size?
+
+:func:`compare` runs the same per-layer analysis (:func:`probe.layers`) for each model,
+reusing the cache, and puts every curve on **relative depth** ``layer / L`` (0 = the
+embedding output, 1 = the last layer), so a 6-, 12- and 24-layer model share one figure.
+For each model it reports the peak layer (absolute and relative) of cross-lingual CKA,
+PUD retrieval and zero-shot UPOS, and the zero-shot POS gain of DLFA fusion at the layer
+nearest a chosen relative depth (:func:`probe.fuse`). Differences between models are
+tested on the same sentences with a paired sentence bootstrap, so the summary says when
+two models' peaks (or two layers') are within noise.
+
+>>> res = compare(["e5-small-q4", "random:e5-small-q4"], "de,zh")   # doctest: +SKIP
+>>> res.table()                                        # doctest: +SKIP
+>>> res.plot("compare.png")                            # doctest: +SKIP
+
+Offline, ``e5-small-q4`` and its ``random:`` control are available; with the Hugging Face
+Hub, ``bert-base-multilingual-cased``, ``xlm-roberta-base``, ``xlm-roberta-large`` and
+``intfloat/multilingual-e5-{small,base,large}`` work the same way.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import ProbeError
+
+__all__ = ["compare", "CompareResult", "relative_depth", "nearest_layer"]
+
+#: the curves compared across models: name -> (report path, has per-sentence outcomes)
+CURVES = {
+    "cka": "debiased linear CKA en–xx (mean over targets)",
+    "retrieval": "PUD retrieval en↔xx, accuracy@1 (pooled over targets)",
+    "upos_zero_shot": "zero-shot UPOS accuracy (pooled over target words)",
+}
+
+
+def relative_depth(n_layers: int) -> np.ndarray:
+    """``[L + 1]`` relative depths ``layer / L`` of a model whose last layer is ``L``.
+
+    >>> relative_depth(4).tolist()
+    [0.0, 0.25, 0.5, 0.75, 1.0]
+    """
+    if n_layers < 1:
+        raise ProbeError(f"a model needs at least one transformer layer, got L = {n_layers}")
+    return np.arange(n_layers + 1) / n_layers
+
+
+def nearest_layer(depth: float, n_layers: int, *, fusable: bool = False) -> int:
+    """The layer whose relative depth is nearest ``depth`` (ties: the lower layer);
+    ``fusable`` keeps it below L (DLFA fuses a lower layer with the last one).
+
+    >>> nearest_layer(0.5, 12), nearest_layer(0.5, 6), nearest_layer(1.0, 4, fusable=True)
+    (6, 3, 3)
+    """
+    if not 0 <= depth <= 1:
+        raise ProbeError(f"relative depth must be in [0, 1], got {depth}")
+    top = n_layers - 1 if fusable else n_layers
+    return int(min(range(top + 1), key=lambda l: (abs(l / n_layers - depth), l)))
+
+
+def _pooled(counts: list[np.ndarray]) -> np.ndarray:
+    """Per-layer counts of several targets as one curve: ``[L+1, sum of sentences, 2]``."""
+    return np.concatenate(counts, axis=1)
+
+
+def _curve_values(counts: np.ndarray) -> np.ndarray:
+    return counts[:, :, 0].sum(1) / counts[:, :, 1].sum(1)
+
+
+@dataclass
+class CompareResult:
+    """Per-model curves on relative depth, peak tables and noise-aware differences.
+
+    ``report`` is JSON-ready; ``layer_results`` holds each model's
+    :class:`~probe.layerwise.LayerResult` (with per-sentence outcomes) when computed here.
+    """
+
+    report: dict
+    layer_results: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def models(self) -> list[str]:
+        return [m["name"] for m in self.report["models"]]
+
+    def table(self):
+        """One row per model: L, peak layer (absolute / relative) and value of each curve,
+        the layers within noise of the peak, and the fusion gain."""
+        import pandas as pd
+
+        rows = []
+        for m in self.report["models"]:
+            name = m["name"]
+            row = {"model": name, "L": m["n_layers"], "hidden": m["hidden"]}
+            for curve in CURVES:
+                pk = self.report["peaks"][name][curve]
+                row[f"{curve} peak"] = pk["layer"]
+                row[f"{curve} peak rel"] = round(pk["relative"], 3)
+                row[f"{curve} value"] = round(pk["value"], 4)
+                if "within_noise_relative" in pk:
+                    rel = pk["within_noise_relative"]
+                    row[f"{curve} tied rel"] = f"{min(rel):.2f}-{max(rel):.2f}"
+            fus = self.report.get("fusion", {}).get(name)
+            if fus:
+                row["fusion k"] = fus["k"]
+                row["fusion k rel"] = round(fus["relative"], 3)
+                row["fusion gain"] = round(fus["mean_gain"], 4)
+                row["fusion gain within noise"] = fus["all_within_noise"]
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("model")
+
+    def noise_lines(self) -> list[str]:
+        """Human-readable differences between models (same sentences, paired bootstrap)."""
+        out = []
+        for d in self.report.get("model_differences", []):
+            verdict = "within noise" if d["within_noise"] else "a real difference"
+            out.append(f"{d['curve']}: peak {d['a']} {d['value_a']:.3f} vs {d['b']} {d['value_b']:.3f}, "
+                       f"difference {d['difference']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]: {verdict}")
+        for name, fus in self.report.get("fusion", {}).items():
+            for lang, g in fus["gain"].items():
+                verdict = "within noise" if g["within_noise"] else "a real gain" if g["mean"] > 0 else "a real loss"
+                out.append(f"fusion {name} {lang}: DLFA at k={fus['k']} vs last layer {g['mean']:+.3f} "
+                           f"[{g['ci95'][0]:+.3f}, {g['ci95'][1]:+.3f}]: {verdict}")
+        return out
+
+    def plot(self, path: Path | None = None):
+        """CKA, retrieval and zero-shot UPOS against relative depth, one line per model."""
+        import matplotlib.pyplot as plt
+
+        from .plotting import finish, palette, setup_style
+
+        setup_style()
+        fig, axes = plt.subplots(1, len(CURVES), figsize=(4.6 * len(CURVES), 3.9), squeeze=False)
+        cols = palette(len(self.models))
+        for ax, (curve, label) in zip(axes[0], CURVES.items()):
+            for m, c in zip(self.report["models"], cols):
+                cur = self.report["curves"][m["name"]]
+                x, y = cur["relative_depth"], cur[curve]
+                ax.plot(x, y, marker="o", ms=3, color=c, label=f"{m['name']} (L = {m['n_layers']})")
+                pk = self.report["peaks"][m["name"]][curve]
+                ax.plot([pk["relative"]], [pk["value"]], marker="*", ms=11, color=c, mec="k", mew=0.5)
+                if "within_noise_relative" in pk:
+                    rel = pk["within_noise_relative"]
+                    ax.hlines(pk["value"], min(rel), max(rel), color=c, lw=3, alpha=0.35)
+            ax.set_xlabel("relative depth (layer / L; 0 = embeddings, 1 = last layer)")
+            ax.set_ylabel(label)
+            ax.set_xlim(-0.03, 1.03)
+        axes[0][0].legend(fontsize=8)
+        langs = ", ".join(self.report["config"]["langs"])
+        cap = (f"English → {langs}; probes on UD EWT → PUD, similarity on PUD; ★ = peak, bar = layers within "
+               "noise of it (95% paired sentence bootstrap)")
+        meta = {"model": {"name": " vs ".join(self.models)}, "data_caption": cap,
+                "seed": self.report["seeds"]["probe"], "versions": self.report["versions"]}
+        return finish(fig, path or Path("compare.png"), meta, "Layer trade-off across encoders, by relative depth")
+
+    def save(self, out_dir: Path) -> list[Path]:
+        """Write ``compare.json``, ``compare.png``/``.pdf`` and each model's ``layers/<model>.json``."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = [_write_json(out_dir / "compare.json", self.report)]
+        for name, res in self.layer_results.items():
+            slug = name.replace("/", "_").replace(":", "_")
+            paths.append(_write_json(out_dir / "layers" / f"{slug}.json", res.report))
+        paths += self.plot(out_dir / "compare.png")
+        return paths
+
+    @classmethod
+    def load(cls, path: Path) -> "CompareResult":
+        return cls(json.loads(Path(path).read_text()))
+
+
+def _write_json(path: Path, obj) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def _model_curves(res, langs: list[str]) -> tuple[dict, dict]:
+    """Relative-depth curves of one LayerResult and their per-sentence counts (if any)."""
+    r = res.report
+    curves = {"layers": res.layer_ids, "relative_depth": res.relative_depth,
+              "cka": list(np.mean([r["cka"][l]["debiased"] for l in langs], axis=0))}
+    counts = {}
+    if res.counts is not None:
+        counts["retrieval"] = _pooled([res.counts[f"retrieval en-{l}"] for l in langs])
+        if "upos" in r["probes"]:
+            counts["upos_zero_shot"] = _pooled([res.counts[f"upos {l}"] for l in langs])
+    for curve, c in counts.items():
+        curves[curve] = _curve_values(c).tolist()
+    if "retrieval" not in curves:  # loaded from JSON: means over targets
+        curves["retrieval"] = list(np.mean([[(x["en2xx"] + x["xx2en"]) / 2 for x in
+                                             r["retrieval"]["pud"][l]["plain"]] for l in langs], axis=0))
+    if "upos_zero_shot" not in curves and "upos" in r["probes"]:
+        curves["upos_zero_shot"] = list(np.mean([[x["accuracy"] for x in r["probes"]["upos"][l]]
+                                                 for l in langs], axis=0))
+    return curves, counts
+
+
+def _peaks(curves: dict, counts: dict, n_layers: int, n_boot: int, seed: int) -> dict:
+    from .layerwise import noise_summary
+
+    out = {}
+    for curve in CURVES:
+        if curve not in curves:
+            continue
+        values = np.asarray(curves[curve])
+        if curve in counts:
+            ns = noise_summary(counts[curve], n_boot=n_boot, seed=seed)
+            peak = ns["peak_layer"]
+            tied = ns["within_noise_of_peak"]
+            out[curve] = {"layer": peak, "relative": peak / n_layers, "value": float(values[peak]),
+                          "within_noise": tied, "within_noise_relative": [l / n_layers for l in tied]}
+        else:
+            peak = int(np.argmax(values))
+            out[curve] = {"layer": peak, "relative": peak / n_layers, "value": float(values[peak]),
+                          "note": "no interval (see the layers report's noise note)"}
+    return out
+
+
+def _model_differences(names, all_counts, peaks, n_boot, seed) -> list[dict]:
+    """Each pair of models: is the difference of their peak values within noise?"""
+    from .stats import paired_difference_counts
+
+    out = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            for curve in CURVES:
+                ca, cb = all_counts[a].get(curve), all_counts[b].get(curve)
+                if ca is None or cb is None:
+                    continue
+                la, lb = peaks[a][curve]["layer"], peaks[b][curve]["layer"]
+                xa, xb = ca[la], cb[lb]
+                if xa.shape != xb.shape or not np.array_equal(xa[:, 1], xb[:, 1]):
+                    continue  # different words (e.g. another pooling): not paired
+                d = paired_difference_counts(xa[:, 0], xb[:, 0], xa[:, 1], n_boot=n_boot, seed=seed)
+                out.append({"curve": curve, "a": a, "b": b, "layer_a": la, "layer_b": lb,
+                            "value_a": peaks[a][curve]["value"], "value_b": peaks[b][curve]["value"],
+                            "difference": d.difference, "lo": d.lo, "hi": d.hi,
+                            "within_noise": d.within_noise})
+    return out
+
+
+def compare(models: Sequence | str, langs: Sequence[str] | str, *, tasks: Sequence[str] | str = "upos",
+            fusion: bool = True, fusion_depth: float = 0.5, fusion_seeds: int = 2,
+            fusion_examples: int | str = 1500, fusion_dev: int | str = 500, fusion_test: int | str = 500,
+            fusion_epochs: int = 3, seed: int = 0, n_boot: int = 1000,
+            train: tuple[str, str] = ("ud", "dev+test"), max_iter: int = 30, tatoeba: bool = False,
+            progress: bool = True, device: str | None = None, log=None) -> CompareResult:
+    """Run :func:`probe.layers` (and a small DLFA fusion run) for each model; compare them.
+
+    ``models``: names (``"e5-small-q4,random:e5-small-q4"``) or
+    :class:`~probe.encoders.EncoderSpec` objects; every name is resolved before any work.
+    ``fusion_depth``: DLFA fuses the layer nearest this relative depth with the last one
+    (POS, English → ``langs``; ``fusion_seeds`` training seeds, seeded subsamples of
+    ``fusion_examples``/``fusion_dev``/``fusion_test``); ``fusion=False`` skips it.
+    Other arguments as in :func:`probe.layers`.
+    """
+    from .encoders import resolve_encoder
+    from .layerwise import _check_targets, layers, versions
+
+    t0 = time.time()
+    log = log or ((lambda msg: print(msg, file=sys.stderr)) if progress else (lambda msg: None))
+    if isinstance(models, str):
+        models = [m.strip() for m in models.split(",") if m.strip()]
+    if len(models) < 1:
+        raise ProbeError("compare needs at least one model")
+    specs = [resolve_encoder(m) if isinstance(m, str) else m for m in models]
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ProbeError(f"a model is listed twice: {', '.join(names)}")
+    targets = _check_targets(langs)
+    results, curves, counts, peaks, fus, infos = {}, {}, {}, {}, {}, []
+    for spec in specs:
+        log(f"compare: {spec.name}: per-layer analysis, English -> {', '.join(targets)}")
+        res = layers(targets, model=spec, tasks=tasks, seed=seed, n_boot=n_boot, tatoeba=tatoeba,
+                     train=train, max_iter=max_iter, progress=progress, device=device, log=log)
+        L = res.n_layers
+        results[spec.name] = res
+        curves[spec.name], counts[spec.name] = _model_curves(res, targets)
+        peaks[spec.name] = _peaks(curves[spec.name], counts[spec.name], L, n_boot, seed)
+        infos.append({"name": spec.name, "fingerprint": spec.fingerprint, "source": spec.source,
+                      "note": getattr(spec, "note", ""), "n_layers": L, "hidden": res.report["model"]["hidden"]})
+        if fusion:
+            from .transfer import fuse
+
+            k = nearest_layer(fusion_depth, L, fusable=True)
+            log(f"compare: {spec.name}: DLFA fusing layer {k} (relative depth {k / L:.2f}) with layer {L}")
+            fr = fuse("pos", targets, model=spec, layers=[k], seeds=fusion_seeds, methods=["dlfa"],
+                      max_examples=fusion_examples, max_dev=fusion_dev, max_test=fusion_test,
+                      epochs=fusion_epochs, n_boot=n_boot, progress=progress, device=device)
+            gain = {}
+            for lang in targets:
+                g = fr.report["comparison"][lang]["dlfa"]["gain_vs_last"]
+                lo, hi = g["ci95"]
+                gain[lang] = {"mean": g["mean"], "ci95": [lo, hi], "within_noise": bool(lo <= 0 <= hi)}
+            fus[spec.name] = {"task": "pos", "k": k, "relative": k / L, "gain": gain,
+                              "mean_gain": float(np.mean([g["mean"] for g in gain.values()])),
+                              "all_within_noise": all(g["within_noise"] for g in gain.values()),
+                              "seeds": fusion_seeds, "data": fr.report.get("data"),
+                              "config": fr.report.get("config")}
+    report = {
+        "question": "does a different (e.g. larger) encoder move the cross-lingual peak, the structural "
+                    "peak, and the fusion gain, on one axis of relative depth?",
+        "layer_indexing": "0 = embedding output, L = last transformer layer; relative depth = layer / L",
+        "models": infos,
+        "config": {"langs": targets, "tasks": [t for t in (tasks.split(",") if isinstance(tasks, str) else tasks)],
+                   "train": {"corpus": train[0], "split": train[1]}, "max_iter": max_iter, "n_boot": n_boot,
+                   "tatoeba": tatoeba, "fusion": fusion, "fusion_depth": fusion_depth,
+                   "curves": CURVES},
+        "seeds": {"probe": seed, "bootstrap": seed, "fusion": list(range(fusion_seeds)) if fusion else []},
+        "versions": versions(),
+        "curves": curves,
+        "peaks": peaks,
+        "model_differences": _model_differences(names, counts, peaks, n_boot, seed),
+        "noise_method": "paired sentence bootstrap (95% CI) on the same PUD sentences; CKA has no interval",
+        "timings_s": {"total": round(time.time() - t0, 2)},
+    }
+    if fusion:
+        report["fusion"] = fus
+    return CompareResult(report, results)
+
+
+# ----------------------------------------------------------------------------- CLI
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "compare", help="compare encoders' layer trade-off on one axis of relative depth",
+        description="Run the per-layer analysis (probes, CKA, retrieval) for each model and a small "
+                    "DLFA fusion run, and plot them against relative depth (layer / L), so models of "
+                    "different depth share a figure. Prints each model's peak layers (absolute and "
+                    "relative), the layers within noise of each peak, the fusion gain, and whether the "
+                    "models' differences are within noise. Layer 0 is the embedding output; layer L "
+                    "is the last transformer layer.")
+    p.add_argument("--models", required=True,
+                   help="comma-separated encoders, e.g. e5-small-q4,random:e5-small-q4 or (with the Hub) "
+                        "bert-base-multilingual-cased,xlm-roberta-base,xlm-roberta-large")
+    p.add_argument("--lang", required=True, help="comma-separated target languages with a PUD treebank")
+    p.add_argument("--tasks", default="upos", help="probe tasks (default: upos)")
+    p.add_argument("--no-fusion", action="store_true", help="skip the DLFA fusion runs")
+    p.add_argument("--fusion-depth", type=float, default=0.5,
+                   help="relative depth of the layer DLFA fuses with the last one (default: 0.5)")
+    p.add_argument("--fusion-seeds", type=int, default=2, help="training seeds per fusion run (default: 2)")
+    p.add_argument("--fusion-examples", type=int, default=1500,
+                   help="seeded subsample of English POS training sentences (default: 1500)")
+    p.add_argument("--tatoeba", action="store_true", help="also compute Tatoeba retrieval")
+    p.add_argument("--train", default="ud:dev+test", help="English probe training data (default: ud:dev+test)")
+    p.add_argument("--seed", type=int, default=0, help="seed of probes and bootstrap (default: 0)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default: 1000)")
+    p.add_argument("--max-iter", type=int, default=30, help="L-BFGS iterations per probe (default: 30)")
+    p.add_argument("--out", default="out/compare", help="output directory (default: out/compare)")
+    p.add_argument("--device", default="auto", help="cuda, mps, cpu or auto (default: auto)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def run(args) -> int:
+    from .cli import _corpus_split
+
+    res = compare(args.models, args.lang, tasks=args.tasks, fusion=not args.no_fusion,
+                  fusion_depth=args.fusion_depth, fusion_seeds=args.fusion_seeds,
+                  fusion_examples=args.fusion_examples, seed=args.seed, n_boot=args.n_boot,
+                  train=_corpus_split(args.train), max_iter=args.max_iter, tatoeba=args.tatoeba,
+                  progress=not args.quiet, device=args.device)
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_columns", 40):
+        print("Peak layers per model (rel = layer / L; tied rel = relative depths within noise of the peak). "
+              "Layer 0 is the embedding output; layer L is the last transformer layer.")
+        print(res.table().T.to_string())
+    print("\nWithin noise?")
+    for line in res.noise_lines():
+        print("  " + line)
+    paths = res.save(Path(args.out))
+    print(f"wrote {len(paths)} files to {args.out}/ in {res.report['timings_s']['total']:.0f} s")
+    return 0
