@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import cka_heatmaps, fusion_sweep, language_families, layer_tradeoff, retrieval_tatoeba
+from . import (cka_heatmaps, fusion_sweep, language_families, layer_tradeoff, retrieval_tatoeba, robustness,
+               scaling)
 
 #: name -> module, in run order
 ANALYSES: dict[str, ModuleType] = {
@@ -22,6 +23,8 @@ ANALYSES: dict[str, ModuleType] = {
     "language_families": language_families,
     "retrieval_tatoeba": retrieval_tatoeba,
     "fusion_sweep": fusion_sweep,
+    "robustness": robustness,
+    "scaling": scaling,
 }
 
 __all__ = ["ANALYSES"]

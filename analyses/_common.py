@@ -164,3 +164,25 @@ def fig_meta(rec: dict, data_caption: str) -> dict:
 def outputs(out_root: Path, name: str) -> tuple[Path, Path]:
     out_root = Path(out_root)
     return out_root / "results" / f"{name}.json", out_root / "figures" / f"{name}.png"
+
+
+def script_cli(main, doc: str, quick_help: str, options: Sequence[tuple] = ()) -> None:
+    """The command line every analysis script shares: ``--model``, ``--out-root``, ``--quick``
+    plus the script's own ``options`` as ``(flag, add_argument kwargs)``; each option is
+    passed to ``main`` by its ``dest`` only when given (``None`` keeps main's default)."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="e5-small-q4", help="encoder name (default: e5-small-q4)")
+    p.add_argument("--out-root", type=Path, default=Path("."), help="writes results/ and figures/ here")
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    dests = [p.add_argument(flag, default=None, **kw).dest for flag, kw in options]
+    a = p.parse_args()
+    extra = {d: getattr(a, d) for d in dests if getattr(a, d) is not None}
+    for path in main(a.model, a.out_root, a.quick, **extra):
+        print(path)
+
+
+def _csv(text: str) -> list[str]:
+    """``"de,zh"`` -> ``["de", "zh"]`` (a command-line list)."""
+    return [x.strip() for x in text.split(",") if x.strip()]

@@ -13,7 +13,6 @@ directly with :func:`probe.cka_matrix`: no probe is fitted and nothing but PUD i
 """
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -24,7 +23,8 @@ if __package__ in (None, ""):
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analyses._common import fig_meta, log, model_record, open_entries, outputs, pud_targets, record, write_json
+from analyses._common import (fig_meta, log, model_record, open_entries, outputs, pud_targets, record,
+                              script_cli, write_json)
 
 NAME = "cka_heatmaps"
 CLAIM = ("English layer i is most similar to layer i of every other language (a dominant "
@@ -119,15 +119,5 @@ def main(model: str = "e5-small-q4", out_root: Path = Path("."), quick: bool = F
     return [json_path, *plot(rec, fig_path)]
 
 
-def _cli() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="e5-small-q4", help="encoder name (default: e5-small-q4)")
-    p.add_argument("--out-root", type=Path, default=Path("."), help="writes results/ and figures/ here")
-    p.add_argument("--quick", action="store_true", help="two targets (de, zh) only")
-    a = p.parse_args()
-    for path in main(a.model, a.out_root, a.quick):
-        print(path)
-
-
 if __name__ == "__main__":
-    _cli()
+    script_cli(main, __doc__, "two targets (de, zh) only")

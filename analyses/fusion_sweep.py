@@ -14,7 +14,6 @@ defaults); pass larger values for a fuller sweep.
 """
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ if __package__ in (None, ""):
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analyses._common import fig_meta, log, outputs, record, write_json
+from analyses._common import _csv, fig_meta, log, outputs, record, script_cli, write_json
 
 NAME = "fusion_sweep"
 CLAIM = ("Fusing the last layer with a lower layer k (DLFA/AIF) improves zero-shot transfer over the "
@@ -134,20 +133,9 @@ def main(model: str = "e5-small-q4", out_root: Path = Path("."), quick: bool = F
     return [json_path, *plot(rec, fig_path)]
 
 
-def _cli() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="e5-small-q4", help="encoder name (default: e5-small-q4)")
-    p.add_argument("--out-root", type=Path, default=Path("."), help="writes results/ and figures/ here")
-    p.add_argument("--quick", action="store_true", help="tiny sweep (2 targets, 4 layers, 1 seed)")
-    p.add_argument("--task", default=None, help=f"XTREME task (default: {DEFAULTS['task']})")
-    p.add_argument("--langs", default=None, help=f"targets (default: {','.join(DEFAULTS['langs'])})")
-    p.add_argument("--layers", default=None, help="fused layers k: all or e.g. 0,3,6 (default: all)")
-    p.add_argument("--seeds", type=int, default=None, help=f"training seeds (default: {DEFAULTS['seeds']})")
-    a = p.parse_args()
-    langs = [x for x in a.langs.split(",") if x] if a.langs else None
-    for path in main(a.model, a.out_root, a.quick, task=a.task, langs=langs, layers=a.layers, seeds=a.seeds):
-        print(path)
-
-
 if __name__ == "__main__":
-    _cli()
+    script_cli(main, __doc__, "tiny sweep (2 targets, 4 layers, 1 seed)",
+               [("--task", {"help": f"XTREME task (default: {DEFAULTS['task']})"}),
+                ("--langs", {"type": _csv, "help": f"targets (default: {','.join(DEFAULTS['langs'])})"}),
+                ("--layers", {"help": "fused layers k: all or e.g. 0,3,6 (default: all)"}),
+                ("--seeds", {"type": int, "help": f"training seeds (default: {DEFAULTS['seeds']})"})])

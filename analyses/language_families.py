@@ -16,7 +16,6 @@ at every layer. Everything lands in ``results/language_families.json``.
 """
 from __future__ import annotations
 
-import argparse
 import time
 from itertools import combinations
 from pathlib import Path
@@ -30,7 +29,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from analyses._common import (available_langs, fig_meta, log, model_record, open_entries, outputs, record,
-                              write_json)
+                              script_cli, write_json)
 
 NAME = "language_families"
 CLAIM = ("Languages of the same family (genus) are more similar to each other in the encoder's "
@@ -258,20 +257,9 @@ def main(model: str = "e5-small-q4", out_root: Path = Path("."), quick: bool = F
     return [json_path, *plot(rec, fig_path)]
 
 
-def _cli() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="e5-small-q4", help="encoder name (default: e5-small-q4)")
-    p.add_argument("--out-root", type=Path, default=Path("."), help="writes results/ and figures/ here")
-    p.add_argument("--quick", action="store_true", help=f"{len(QUICK_LANGS)} languages only")
-    p.add_argument("--layer", type=int, default=None,
-                   help="layer to compare at (0 = embeddings, L = last, negative counts from the end; "
-                        "default: the layer with the highest mean en–xx CKA)")
-    p.add_argument("--n-perm", type=int, default=N_PERM, help=f"label permutations (default: {N_PERM})")
-    p.add_argument("--seed", type=int, default=0, help="permutation seed (default: 0)")
-    a = p.parse_args()
-    for path in main(a.model, a.out_root, a.quick, layer=a.layer, n_perm=a.n_perm, seed=a.seed):
-        print(path)
-
-
 if __name__ == "__main__":
-    _cli()
+    script_cli(main, __doc__, f"{len(QUICK_LANGS)} languages only",
+               [("--layer", {"type": int, "help": "layer to compare at (0 = embeddings, L = last, negative counts "
+                                                  "from the end; default: the layer with the highest mean en–xx CKA)"}),
+                ("--n-perm", {"type": int, "help": f"label permutations (default: {N_PERM})"}),
+                ("--seed", {"type": int, "help": "permutation seed (default: 0)"})])

@@ -14,7 +14,6 @@ Writes ``results/layer_tradeoff.json`` (summary + the full ``layers`` report) an
 """
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ if __package__ in (None, ""):  # run as a script: make ``analyses`` importable
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analyses._common import fig_meta, log, outputs, pud_targets, record, write_json
+from analyses._common import _csv, fig_meta, log, outputs, pud_targets, record, script_cli, write_json
 
 NAME = "layer_tradeoff"
 #: Probe tasks run by default. The dependency-relation probe (``deprel``, 37 labels, plus its
@@ -171,20 +170,8 @@ def main(model: str = "e5-small-q4", out_root: Path = Path("."), quick: bool = F
     return [json_path, *plot(rec, fig_path)]
 
 
-def _cli() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="e5-small-q4", help="encoder name (default: e5-small-q4)")
-    p.add_argument("--out-root", type=Path, default=Path("."), help="writes results/ and figures/ here")
-    p.add_argument("--quick", action="store_true",
-                   help="two targets (de, zh), 15 L-BFGS iterations, 200 bootstrap resamples")
-    p.add_argument("--tasks", default=",".join(DEFAULT_TASKS),
-                   help=f"probe tasks: upos, deprel, langid (default: {','.join(DEFAULT_TASKS)})")
-    p.add_argument("--seed", type=int, default=0, help="probe, control-task and bootstrap seed (default: 0)")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default: 1000)")
-    a = p.parse_args()
-    for path in main(a.model, a.out_root, a.quick, tasks=a.tasks.split(","), seed=a.seed, n_boot=a.n_boot):
-        print(path)
-
-
 if __name__ == "__main__":
-    _cli()
+    script_cli(main, __doc__, "two targets (de, zh), 15 L-BFGS iterations, 200 bootstrap resamples",
+               [("--tasks", {"type": _csv, "help": f"probe tasks: upos, deprel, langid (default: {','.join(DEFAULT_TASKS)})"}),
+                ("--seed", {"type": int, "help": "probe, control-task and bootstrap seed (default: 0)"}),
+                ("--n-boot", {"type": int, "help": "bootstrap resamples (default: 1000)"})])

@@ -18,7 +18,6 @@ Tatoeba numbers, but comparable across layers, languages, families and scripts.
 """
 from __future__ import annotations
 
-import argparse
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -30,8 +29,8 @@ if __package__ in (None, ""):
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analyses._common import (available_langs, ensure_corpora, fig_meta, log, model_record, outputs, record,
-                              subset, write_json)
+from analyses._common import (_csv, available_langs, ensure_corpora, fig_meta, log, model_record, outputs,
+                              record, script_cli, subset, write_json)
 
 NAME = "retrieval_tatoeba"
 CLAIM = ("Parallel-sentence retrieval peaks in the middle-upper layers for every family and script; "
@@ -191,20 +190,8 @@ def main(model: str = "e5-small-q4", out_root: Path = Path("."), quick: bool = F
     return [json_path, *plot(rec, fig_path)]
 
 
-def _cli() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="e5-small-q4", help="encoder name (default: e5-small-q4)")
-    p.add_argument("--out-root", type=Path, default=Path("."), help="writes results/ and figures/ here")
-    p.add_argument("--quick", action="store_true", help=f"{len(QUICK_LANGS)} languages only")
-    p.add_argument("--max-pairs", type=int, default=DEFAULT_MAX_PAIRS,
-                   help=f"seeded random pairs per language (default: {DEFAULT_MAX_PAIRS}; 0 = all)")
-    p.add_argument("--langs", default=None, help="comma-separated languages (default: every available one)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the pair subset (default: 0)")
-    a = p.parse_args()
-    langs = [x for x in a.langs.split(",") if x] if a.langs else None
-    for path in main(a.model, a.out_root, a.quick, max_pairs=a.max_pairs, langs=langs, seed=a.seed):
-        print(path)
-
-
 if __name__ == "__main__":
-    _cli()
+    script_cli(main, __doc__, f"{len(QUICK_LANGS)} languages only",
+               [("--max-pairs", {"type": int, "help": f"seeded random pairs per language (default: {DEFAULT_MAX_PAIRS}; 0 = all)"}),
+                ("--langs", {"type": _csv, "help": "comma-separated languages (default: every available one)"}),
+                ("--seed", {"type": int, "help": "seed of the pair subset (default: 0)"})])

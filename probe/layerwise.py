@@ -438,7 +438,8 @@ class LayerResult:
         cap = (f"perturbed PUD {', '.join(self.langs)} (seed {rob['seed']}); English and probe training "
                "data clean; 95% paired sentence-bootstrap bands")
         return finish(fig, path or Path("robustness.png"), self._meta(cap),
-                      "Robustness of zero-shot transfer to noisy input, per layer")
+                      f"Robustness of zero-shot transfer to noisy input, per layer — "
+                      f"{self.report['model']['name']}, PUD")
 
     @classmethod
     def load(cls, path: Path) -> "LayerResult":

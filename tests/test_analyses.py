@@ -11,7 +11,7 @@ import pytest
 from probe.errors import ProbeError
 from probe.figures import add_parser, load_analyses, repo_root, run
 
-EXPECTED = ["layer_tradeoff", "cka_heatmaps", "language_families", "retrieval_tatoeba", "fusion_sweep"]
+EXPECTED = ["layer_tradeoff", "cka_heatmaps", "language_families", "retrieval_tatoeba", "fusion_sweep", "robustness", "scaling"]
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +144,7 @@ def test_figures_keep_going_reports_failure(capsys, tmp_path, monkeypatch, regis
     def boom(model, out_root, quick):
         raise RuntimeError("no data")
 
-    monkeypatch.setattr(registry["fusion_sweep"], "main", boom)
+    monkeypatch.setattr(registry["fusion_sweep", "robustness", "scaling"], "main", boom)
     args = _parser().parse_args(["figures", "--only", "fusion_sweep", "--keep-going", "--out-root", str(tmp_path)])
     assert run(args) == 1
     assert "no data" in capsys.readouterr().err
