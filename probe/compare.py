@@ -38,6 +38,12 @@ CURVES = {
     "retrieval": "PUD retrieval en↔xx, accuracy@1 (pooled over targets)",
     "upos_zero_shot": "zero-shot UPOS accuracy (pooled over target words)",
 }
+#: (panel title, y-axis label) of each curve in :meth:`CompareResult.plot`
+_PANELS = {
+    "cka": ("Cross-lingual CKA, mean over targets", "debiased linear CKA"),
+    "retrieval": ("PUD retrieval en↔xx, pooled", "accuracy@1 (both directions)"),
+    "upos_zero_shot": ("Zero-shot UPOS probe, pooled", "accuracy (fraction of words)"),
+}
 
 
 def relative_depth(n_layers: int) -> np.ndarray:
@@ -135,7 +141,7 @@ class CompareResult:
         from .plotting import finish, palette, setup_style
 
         setup_style()
-        fig, axes = plt.subplots(1, len(CURVES), figsize=(4.6 * len(CURVES), 3.9), squeeze=False)
+        fig, axes = plt.subplots(1, len(CURVES), figsize=(5.0 * len(CURVES), 3.9), squeeze=False)
         cols = palette(len(self.models))
         for ax, (curve, label) in zip(axes[0], CURVES.items()):
             for m, c in zip(self.report["models"], cols):
@@ -147,13 +153,16 @@ class CompareResult:
                 if "within_noise_relative" in pk:
                     rel = pk["within_noise_relative"]
                     ax.hlines(pk["value"], min(rel), max(rel), color=c, lw=3, alpha=0.35)
-            ax.set_xlabel("relative depth (layer / L; 0 = embeddings, 1 = last layer)")
-            ax.set_ylabel(label)
+            title, ylabel = _PANELS[curve]
+            ax.set_title(title)
+            ax.set_xlabel("relative depth (layer / L)")
+            ax.set_ylabel(ylabel)
             ax.set_xlim(-0.03, 1.03)
         axes[0][0].legend(fontsize=8)
+        fig.subplots_adjust(wspace=0.28)
         langs = ", ".join(self.report["config"]["langs"])
-        cap = (f"English → {langs}; probes on UD EWT → PUD, similarity on PUD; ★ = peak, bar = layers within "
-               "noise of it (95% paired sentence bootstrap)")
+        cap = (f"English → {langs}; probes on UD EWT → PUD, similarity on PUD; depth 0 = embeddings, 1 = last "
+               "layer; ★ = peak, bar = layers within noise of it (95% paired sentence bootstrap)")
         meta = {"model": {"name": " vs ".join(self.models)}, "data_caption": cap,
                 "seed": self.report["seeds"]["probe"], "versions": self.report["versions"]}
         return finish(fig, path or Path("compare.png"), meta, "Layer trade-off across encoders, by relative depth")

@@ -128,3 +128,13 @@ def test_layers_robustness_with_a_tiny_model(mirror, tmp_path):
     loaded = LayerResult.load(tmp_path / "out" / "report.json")
     with pytest.raises(ProbeError, match="per-sentence"):
         loaded.difference("upos de", 0, 1)
+
+
+def test_cli_rejects_a_bad_perturbation_before_any_work(capsys):
+    from probe.cli import main
+
+    assert main(["layers", "--lang", "de", "--model", "e5-small-q4", "--perturb", "typo:5", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "rate in (0, 1]" in err[0]
+    assert main(["layers", "--lang", "de", "--model", "e5-small-q4", "--perturb", "blur"]) == 2
+    assert "choose from typo, drop-diacritics, lowercase" in capsys.readouterr().err
