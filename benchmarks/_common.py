@@ -20,6 +20,8 @@ from typing import Callable
 REPO = Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests"
 DEFAULT_HOME = "/tmp/benchhome"
+if str(REPO) not in sys.path:  # run from a checkout: this tree's probe/, installed or not
+    sys.path.insert(0, str(REPO))
 
 
 def setup_env(home: str | None = None) -> str:

@@ -5,7 +5,8 @@ Variants, timed in this process in alternating order (medians of ``--rounds``):
 - ``ours``: ``probe.extraction.extract_corpus`` end to end into a throwaway PROBE_HOME
   (tokenization and alignment, length-sorted token-budget batches, forward, pooling,
   chunk writes, assembling and publishing the entry with its checksums);
-- ``ours-inner``: its inner loop only: forward + pooling (``_forward_batch``) + chunk writes;
+- ``ours-inner``: its inner loop only: forward + pooling (``_forward_batch``) + chunk writes
+  (in a background thread, as in the extractor);
 - ``naive``: a per-sentence Hugging Face loop (tokenize one sentence with
   ``is_split_into_words``, forward with ``output_hidden_states=True``, first piece of each
   word via ``word_ids``, append to Python lists);
@@ -65,22 +66,30 @@ def _batches(encoder, data, batch_tokens):
 
 
 def _inner_loop(encoder, tok, batch_tokens, workdir: Path):
-    """extract_corpus's loop body: forward + pooling + one chunk file per token budget."""
-    import numpy as np
+    """extract_corpus's loop body: forward + pooling + one chunk file per token budget,
+    written by one background thread while the next chunk's forward runs (as there)."""
+    from concurrent.futures import ThreadPoolExecutor
 
     from probe.extraction import _forward_batch, plan_batches
 
     lengths = [len(u.input_ids) for u in tok.units]
     pad = encoder.tokenizer.pad_token_id if encoder.tokenizer.pad_token_id is not None else 0
-    parts, cur_tok, k = [], 0, 0
-    for b in plan_batches(lengths, batch_tokens):
-        parts.append(_forward_batch(encoder, [tok.units[u] for u in b], "cpu", pad))
-        cur_tok += sum(lengths[i] for i in b)
-        if cur_tok >= batch_tokens:
-            _write_chunk(workdir / f"chunk_{k:05d}.npz", parts)
-            parts, cur_tok, k = [], 0, k + 1
-    if parts:
-        _write_chunk(workdir / f"chunk_{k:05d}.npz", parts)
+    parts, cur_tok, k, pending = [], 0, 0, None
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        for b in plan_batches(lengths, batch_tokens):
+            parts.append(_forward_batch(encoder, [tok.units[u] for u in b], "cpu", pad))
+            cur_tok += sum(lengths[i] for i in b)
+            if cur_tok >= batch_tokens:
+                if pending is not None:
+                    pending.result()
+                pending = writer.submit(_write_chunk, workdir / f"chunk_{k:05d}.npz", parts)
+                parts, cur_tok, k = [], 0, k + 1
+        if parts:
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(_write_chunk, workdir / f"chunk_{k:05d}.npz", parts)
+        if pending is not None:
+            pending.result()
 
 
 def _write_chunk(path, parts):

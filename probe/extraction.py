@@ -29,7 +29,9 @@ from .errors import ProbeError
 
 POOLINGS = ("first", "mean", "last")
 EXTRACTOR_VERSION = "1"
-DEFAULT_BATCH_TOKENS = 8192
+DEFAULT_BATCH_TOKENS = 1024
+# Entries up to this size (all layers, float16) are assembled in memory before writing.
+IN_RAM_ENTRY_BYTES = 256 << 20
 
 
 @dataclass
@@ -84,6 +86,16 @@ def _assign_windows(piece_start, piece_end, windows) -> np.ndarray:
     return best
 
 
+def _token_id(tokenizer, token: str) -> int | None:
+    """The id of ``token`` in the vocabulary, or None. Fast tokenizers answer from their
+    backend; ``get_vocab()`` builds a Python dict of the whole vocabulary (~0.2 s for a
+    250k-piece SentencePiece model), so it is only the fallback."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        return backend.token_to_id(token)
+    return tokenizer.get_vocab().get(token)
+
+
 class Tokenization:
     """Piece-level view of a list of pre-split sentences for one tokenizer."""
 
@@ -111,8 +123,7 @@ class Tokenization:
             self.pair_frame = (list(p_ids[:a_at]), list(p_ids[a_at + 1:b_at]), list(p_ids[b_at + 1:]))
         self.n_first = n_first
         self.clipped_words: list[int] = []
-        vocab = tokenizer.get_vocab()
-        self.bare_id = vocab.get("\u2581")
+        self.bare_id = _token_id(tokenizer, "\u2581")
         self.n_replaced_words = 0
         self.n_windowed = 0
         self.n_clipped_words = 0
@@ -252,26 +263,36 @@ def _forward_batch(encoder, units: list[Unit], device: str, pad_id: int):
     for b, u in enumerate(units):
         ids[b, :len(u.input_ids)] = torch.as_tensor(u.input_ids)
         att[b, :len(u.input_ids)] = 1
-    flat_pos = np.concatenate([b * T + u.pos for b, u in enumerate(units)])
+    flat_pos = torch.as_tensor(np.concatenate([b * T + u.pos for b, u in enumerate(units)]))
     words = np.concatenate([u.word for u in units])
     uniq, local = np.unique(words, return_inverse=True)
     ids, att = ids.to(device), att.to(device)
     autocast = device == "cuda"
     with torch.inference_mode(), torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=autocast):
         out = encoder.model(input_ids=ids, attention_mask=att, output_hidden_states=True)
-    hs = torch.stack(out.hidden_states)  # [L+1, B, T, H]
-    n_layers, _, _, H = hs.shape
-    flat = hs.reshape(n_layers, B * T, H).float()
-    pieces = flat[:, torch.as_tensor(flat_pos, device=flat.device)]
-    local_t = torch.as_tensor(local, device=flat.device)
-    sums = torch.zeros((n_layers, len(uniq), H), dtype=torch.float32, device=flat.device)
-    sums.index_add_(1, local_t, pieces)
-    counts = torch.bincount(local_t, minlength=len(uniq)).clamp_min(1).to(sums.dtype)
-    vecs = (sums / counts[None, :, None]).cpu().numpy()
-    first_rows = [b for b, u in enumerate(units) if u.window == 0]
-    first = hs[:, first_rows, 0, :].float().cpu().numpy()
+        hidden = out.hidden_states  # L+1 tensors [B, T, H]
+        n_layers, H = len(hidden), hidden[0].shape[-1]
+        first_rows = [b for b, u in enumerate(units) if u.window == 0]
+        rows = torch.as_tensor(first_rows, dtype=torch.long, device=hidden[0].device)
+        # Gather only the pooled pieces of each layer (never a stacked copy of every position).
+        if len(uniq) == len(words):
+            # One piece per word (first/last pooling, and mean pooling of single-piece
+            # words): the piece *is* the word vector; take them in word order.
+            order = np.empty(len(local), dtype=np.int64)
+            order[local] = np.arange(len(local))
+            take = flat_pos[torch.as_tensor(order)].to(hidden[0].device)
+            vecs = torch.stack([h.reshape(B * T, H)[take] for h in hidden]).float()
+        else:
+            take = flat_pos.to(hidden[0].device)
+            local_t = torch.as_tensor(local, device=hidden[0].device)
+            pieces = torch.stack([h.reshape(B * T, H)[take] for h in hidden]).float()
+            sums = torch.zeros((n_layers, len(uniq), H), dtype=torch.float32, device=pieces.device)
+            sums.index_add_(1, local_t, pieces)
+            counts = torch.bincount(local_t, minlength=len(uniq)).clamp_min(1).to(sums.dtype)
+            vecs = sums / counts[None, :, None]
+        first = torch.stack([h[rows, 0, :] for h in hidden]).float()
     first_sent = np.asarray([units[b].sentence for b in first_rows], dtype=np.int64)
-    return vecs, uniq, first, first_sent
+    return vecs.cpu().numpy(), uniq, first.cpu().numpy(), first_sent
 
 
 def _label_arrays(sentences) -> dict[str, tuple[np.ndarray, list[str] | None]]:
@@ -385,10 +406,8 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
     for i in done:
         bar.update(sum(len(tok.units[u].word) for b in chunks[i] for u in b))
     rank, world = shard or (0, 1)
-    for i, chunk in enumerate(chunks):
-        if i in done or i % world != rank:
-            continue
-        parts = [_forward_batch(encoder, [tok.units[u] for u in b], device, pad_id) for b in chunk]
+
+    def write(i, parts):
         builder.write_chunk(
             i,
             vecs=np.concatenate([p[0] for p in parts], axis=1).astype(np.float16),
@@ -396,7 +415,24 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
             first=np.concatenate([p[2] for p in parts], axis=1).astype(np.float16),
             first_sent=np.concatenate([p[3] for p in parts]),
         )
-        bar.update(sum(len(p[1]) for p in parts))
+
+    # Chunk files (float16 conversion, npz, fsync) are written by one background thread
+    # while the next chunk's forward runs; at most one write is pending, and an error or
+    # interruption still waits for it, so finished chunks are kept for resumption.
+    from concurrent.futures import ThreadPoolExecutor
+
+    pending = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe-chunk-writer") as writer:
+        for i, chunk in enumerate(chunks):
+            if i in done or i % world != rank:
+                continue
+            parts = [_forward_batch(encoder, [tok.units[u] for u in b], device, pad_id) for b in chunk]
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(write, i, parts)
+            bar.update(sum(len(p[1]) for p in parts))
+        if pending is not None:
+            pending.result()
     bar.close()
     if not publish:
         return None
@@ -407,11 +443,19 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
     def build(tmp: Path) -> dict:
         n_layers = encoder.n_layers + 1
         H = encoder.hidden
-        layers = [np.lib.format.open_memmap(tmp / f"layer_{l:02d}.npy", mode="w+", dtype=np.float16,
-                                            shape=(n_total, H)) for l in range(n_layers)]
         n_sent = len(data.sentences)
-        first = np.lib.format.open_memmap(tmp / "sent_first.npy", mode="w+", dtype=np.float16,
-                                          shape=(n_layers, n_sent, H))
+        # Small entries are assembled in memory and written with plain file writes (page
+        # faults on fresh file-backed memmaps cost more than the copy); large ones go
+        # through memmaps so that memory stays bounded. Same bytes either way.
+        in_ram = n_layers * (n_total + 2 * n_sent) * H * 2 <= IN_RAM_ENTRY_BYTES
+
+        def new_array(name, shape):
+            if in_ram:
+                return np.zeros(shape, dtype=np.float16)
+            return np.lib.format.open_memmap(tmp / name, mode="w+", dtype=np.float16, shape=shape)
+
+        layers = [new_array(f"layer_{l:02d}.npy", (n_total, H)) for l in range(n_layers)]
+        first = new_array("sent_first.npy", (n_layers, n_sent, H))
         seen = np.zeros(n_total, dtype=bool)
         for i in range(len(chunks)):
             with builder.read_chunk(i) as z:
@@ -424,15 +468,21 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
         if not seen.all():
             missing = int((~seen).sum())
             raise ProbeError(f"internal error: {missing} words received no vector")
-        mean = np.lib.format.open_memmap(tmp / "sent_mean.npy", mode="w+", dtype=np.float16,
-                                         shape=(n_layers, n_sent, H))
+        mean = new_array("sent_mean.npy", (n_layers, n_sent, H))
         lens = np.diff(tok.offsets).astype(np.float32)[:, None]
         for l in range(n_layers):
             sums = np.add.reduceat(np.asarray(layers[l], dtype=np.float32), tok.offsets[:-1], axis=0)
             mean[l] = (sums / lens).astype(np.float16)
-            layers[l].flush()
-        mean.flush()
-        first.flush()
+            if in_ram:
+                atomic_save_npy(tmp / f"layer_{l:02d}.npy", layers[l])
+            else:
+                layers[l].flush()
+        if in_ram:
+            atomic_save_npy(tmp / "sent_mean.npy", mean)
+            atomic_save_npy(tmp / "sent_first.npy", first)
+        else:
+            mean.flush()
+            first.flush()
         del layers, mean, first
         atomic_save_npy(tmp / "offsets.npy", tok.offsets)
         labels_meta = {}
