@@ -49,7 +49,7 @@ import json
 import os
 import socket
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 from probe.errors import ProbeError
 from probe.extraction import DEFAULT_BATCH_TOKENS, POOLINGS
@@ -171,7 +171,7 @@ def extract_distributed(model, corpus, lang: str | None = None, split: str | Non
     if pooling not in POOLINGS:
         raise ProbeError(f"unknown pooling {pooling!r}; choose from {', '.join(POOLINGS)}")
     info = dist_info()
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    log = log or _log_line
     old_threads = torch.get_num_threads()
     torch.set_num_threads(int(threads) if threads else max(1, _cores() // max(1, info.local_world)))
     try:
@@ -179,6 +179,14 @@ def extract_distributed(model, corpus, lang: str | None = None, split: str | Non
                         log, info)
     finally:
         torch.set_num_threads(old_threads)
+
+
+def _log_line(msg: str) -> None:
+    """One line to stderr in a single write: lines of several ranks sharing a pipe never
+    interleave (``print`` writes the text and the newline separately). A write to a pipe
+    is atomic up to PIPE_BUF (4096 bytes on Linux); these lines are far shorter."""
+    sys.stderr.flush()
+    os.write(sys.stderr.fileno(), (msg + "\n").encode("utf-8", "replace"))
 
 
 def _extract(model, corpus, lang, split, pooling, batch_tokens, device, progress, backend, log, info):
