@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -244,7 +243,6 @@ def main(argv=None) -> int:
     if args.quick:
         args.n, args.d, args.rounds = "300,800", "16", min(args.rounds, 2)
     C.setup_env(args.home)
-    import numpy as np
 
     C.print_machine("bench_cka")
     ns = [int(x) for x in args.n.split(",")]

@@ -170,7 +170,6 @@ def _run(args) -> int:
         args.sentences, args.rounds, args.naive_rounds = min(args.sentences, 24), min(args.rounds, 2), 2
     home = C.setup_env(args.home)
 
-    import numpy as np
     import torch
 
     from probe.extraction import DEFAULT_BATCH_TOKENS, extract_corpus

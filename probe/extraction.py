@@ -13,7 +13,6 @@ words with one ``index_add`` per batch → write resumable chunks → publish th
 """
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass
