@@ -197,12 +197,16 @@ def _model_curves(res, langs: list[str]) -> tuple[dict, dict]:
     curves = {"layers": res.layer_ids, "relative_depth": res.relative_depth,
               "cka": list(np.mean([r["cka"][l]["debiased"] for l in langs], axis=0))}
     counts = {}
+    if res.counts is not None and all(f"cka-jackknife en-{l}" in res.counts for l in langs):
+        # [L+1, n_groups]: the same sentence groups for every target, so the mean pairs up
+        counts["cka"] = np.mean([res.counts[f"cka-jackknife en-{l}"] for l in langs], axis=0)
     if res.counts is not None:
         counts["retrieval"] = _pooled([res.counts[f"retrieval en-{l}"] for l in langs])
         if "upos" in r["probes"]:
             counts["upos_zero_shot"] = _pooled([res.counts[f"upos {l}"] for l in langs])
     for curve, c in counts.items():
-        curves[curve] = _curve_values(c).tolist()
+        if curve != "cka":
+            curves[curve] = _curve_values(c).tolist()
     if "retrieval" not in curves:  # loaded from JSON: means over targets
         curves["retrieval"] = list(np.mean([[(x["en2xx"] + x["xx2en"]) / 2 for x in
                                              r["retrieval"]["pud"][l]["plain"]] for l in langs], axis=0))
@@ -213,7 +217,7 @@ def _model_curves(res, langs: list[str]) -> tuple[dict, dict]:
 
 
 def _peaks(curves: dict, counts: dict, n_layers: int, n_boot: int, seed: int) -> dict:
-    from .layerwise import noise_summary
+    from .layerwise import jackknife_noise_summary, noise_summary
 
     out = {}
     for curve in CURVES:
@@ -221,7 +225,8 @@ def _peaks(curves: dict, counts: dict, n_layers: int, n_boot: int, seed: int) ->
             continue
         values = np.asarray(curves[curve])
         if curve in counts:
-            ns = noise_summary(counts[curve], n_boot=n_boot, seed=seed)
+            ns = (jackknife_noise_summary(values, counts[curve]) if curve == "cka"
+                  else noise_summary(counts[curve], n_boot=n_boot, seed=seed))
             peak = ns["peak_layer"]
             tied = ns["within_noise_of_peak"]
             out[curve] = {"layer": peak, "relative": peak / n_layers, "value": float(values[peak]),
@@ -229,13 +234,13 @@ def _peaks(curves: dict, counts: dict, n_layers: int, n_boot: int, seed: int) ->
         else:
             peak = int(np.argmax(values))
             out[curve] = {"layer": peak, "relative": peak / n_layers, "value": float(values[peak]),
-                          "note": "no interval (see the layers report's noise note)"}
+                          "note": "no interval: per-sentence outcomes not available"}
     return out
 
 
 def _model_differences(names, all_counts, peaks, n_boot, seed) -> list[dict]:
     """Each pair of models: is the difference of their peak values within noise?"""
-    from .stats import paired_difference_counts
+    from .stats import jackknife_difference, paired_difference_counts
 
     out = []
     for i, a in enumerate(names):
@@ -246,9 +251,14 @@ def _model_differences(names, all_counts, peaks, n_boot, seed) -> list[dict]:
                     continue
                 la, lb = peaks[a][curve]["layer"], peaks[b][curve]["layer"]
                 xa, xb = ca[la], cb[lb]
-                if xa.shape != xb.shape or not np.array_equal(xa[:, 1], xb[:, 1]):
-                    continue  # different words (e.g. another pooling): not paired
-                d = paired_difference_counts(xa[:, 0], xb[:, 0], xa[:, 1], n_boot=n_boot, seed=seed)
+                if curve == "cka":
+                    if xa.shape != xb.shape:
+                        continue
+                    d = jackknife_difference(peaks[a][curve]["value"], peaks[b][curve]["value"], xa, xb)
+                else:
+                    if xa.shape != xb.shape or not np.array_equal(xa[:, 1], xb[:, 1]):
+                        continue  # different words (e.g. another pooling): not paired
+                    d = paired_difference_counts(xa[:, 0], xb[:, 0], xa[:, 1], n_boot=n_boot, seed=seed)
                 out.append({"curve": curve, "a": a, "b": b, "layer_a": la, "layer_b": lb,
                             "value_a": peaks[a][curve]["value"], "value_b": peaks[b][curve]["value"],
                             "difference": d.difference, "lo": d.lo, "hi": d.hi,
@@ -328,7 +338,8 @@ def compare(models: Sequence | str, langs: Sequence[str] | str, *, tasks: Sequen
         "curves": curves,
         "peaks": peaks,
         "model_differences": _model_differences(names, counts, peaks, n_boot, seed),
-        "noise_method": "paired sentence bootstrap (95% CI) on the same PUD sentences; CKA has no interval",
+        "noise_method": "probes and retrieval: paired sentence bootstrap (95% CI) on the same PUD sentences; "
+                        "CKA: delete-a-group jackknife over the same sentence groups (95% normal interval)",
         "timings_s": {"total": round(time.time() - t0, 2)},
     }
     if fusion:

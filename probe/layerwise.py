@@ -178,15 +178,25 @@ class LayerResult:
         """Paired sentence bootstrap of ``curve`` at ``layer_a`` minus at ``layer_b`` (of
         ``other``, another model's result on the same sentences, if given).
 
-        ``curve``: a key of :attr:`counts`, e.g. ``"upos de"``, ``"retrieval en-de"``.
+        ``curve``: a key of :attr:`counts`, e.g. ``"upos de"``, ``"retrieval en-de"``, or
+        ``"cka en-de"`` (a delete-a-group jackknife interval instead of the bootstrap).
         Returns :class:`probe.stats.PairedDifference` (``within_noise`` when the 95% CI holds 0).
 
         >>> res.difference("upos de", 7, 12).within_noise      # doctest: +SKIP
         False
         """
-        from .stats import paired_difference_counts
+        from .stats import jackknife_difference, paired_difference_counts
 
         other = other or self
+        if curve.startswith("cka "):  # "cka en-de": jackknife replicates, not sentence counts
+            key, lang = "cka-jackknife " + curve[4:], curve.split("-", 1)[1]
+            for r in (self, other):
+                if r.counts is None or key not in r.counts:
+                    raise ProbeError(f"no jackknife replicates for {curve!r} (a result loaded from "
+                                     "report.json has none)")
+            va = self.report["cka"][lang]["debiased"][layer_a]
+            vb = other.report["cka"][lang]["debiased"][layer_b]
+            return jackknife_difference(va, vb, self.counts[key][layer_a], other.counts[key][layer_b])
         for r in (self, other):
             if r.counts is None or curve not in r.counts:
                 raise ProbeError(f"no per-sentence outcomes for {curve!r} (a result loaded from "
@@ -573,13 +583,15 @@ def _langid(pud: dict, layer: int, seed: int, n_boot: int, probe_kw, holdout=0.2
     return res
 
 
-def _similarity(pud: dict, tatoeba: dict, targets, L: int, en_key: str = SOURCE_LANG):
+def _similarity(pud: dict, tatoeba: dict, targets, L: int, en_key: str = SOURCE_LANG, *,
+                jackknife: int = 0, seed: int = 0):
     """CKA, CKA matrices and retrieval of English vs each target; also per-sentence retrieval
-    counts ``{lang: [L+1, n_sentences, 2]}`` (hits in both directions, out of 2)."""
-    from .similarity import cka_matrix, linear_cka
+    counts ``{lang: [L+1, n_sentences, 2]}`` (hits in both directions, out of 2) and, with
+    ``jackknife=g``, delete-a-group CKA replicates ``{lang: [L+1, g]}`` (same groups everywhere)."""
+    from .similarity import cka_jackknife, cka_matrix, linear_cka
 
     en = pud[en_key]
-    cka, cka_mat, ret, counts = {}, {}, {}, {}
+    cka, cka_mat, ret, counts, reps = {}, {}, {}, {}, {}
     for lang in targets:
         ia, ib = _aligned_rows(en, pud[lang])
         A = [np.asarray(en.sentence_vectors(l, "mean"), dtype=np.float32)[ia] for l in range(L + 1)]
@@ -588,6 +600,9 @@ def _similarity(pud: dict, tatoeba: dict, targets, L: int, en_key: str = SOURCE_
         cka[lang] = {"debiased": [float(np.asarray(cka_mat[lang])[l, l]) for l in range(L + 1)],
                      "biased": [linear_cka(A[l], B[l], debiased=False) for l in range(L + 1)],
                      "n_sentences": int(len(ia))}
+        if jackknife:
+            reps[lang] = np.stack([cka_jackknife(A[l], B[l], n_groups=jackknife, seed=seed)
+                                   for l in range(L + 1)])
         ret[lang], layer_counts = {}, []
         for kind in ("plain", "centered"):
             rows = []
@@ -606,7 +621,7 @@ def _similarity(pud: dict, tatoeba: dict, targets, L: int, en_key: str = SOURCE_
                                     np.asarray(xx.sentence_vectors(l, "mean"), dtype=np.float32),
                                     kind == "centered")[0] for l in range(L + 1)]
         tat[lang]["n_pairs"] = xx.n_sentences
-    return cka, cka_mat, {"pud": ret, "tatoeba": tat}, counts
+    return cka, cka_mat, {"pud": ret, "tatoeba": tat}, counts, reps
 
 
 def _ret(A, B, center):
@@ -645,6 +660,32 @@ def noise_summary(counts: np.ndarray, *, n_boot: int = 1000, seed: int = 0) -> d
                                      n_boot=n_boot, seed=seed)
         diffs.append([round(d.difference, 6), round(d.lo, 6), round(d.hi, 6)])
         if d.within_noise:
+            tied.append(l)
+    return {"peak_layer": peak, "peak_value": float(values[peak]), "within_noise_of_peak": tied,
+            "difference_to_peak": diffs}
+
+
+#: delete-a-group jackknife groups for CKA intervals
+CKA_GROUPS = 20
+
+
+def jackknife_noise_summary(values, replicates) -> dict:
+    """Like :func:`noise_summary` for a statistic with jackknife replicates (CKA).
+
+    ``values: [n_layers]`` full-sample values; ``replicates: [n_layers, n_groups]`` the
+    statistic without each group (the same groups at every layer). A layer is within noise of
+    the peak when the 95% jackknife interval of their difference contains 0.
+    """
+    from .stats import jackknife_difference
+
+    values = np.asarray(values, dtype=np.float64)
+    reps = np.asarray(replicates, dtype=np.float64)
+    peak = int(np.argmax(values))
+    tied, diffs = [], []
+    for l in range(len(values)):
+        d = jackknife_difference(values[peak], values[l], reps[peak], reps[l])
+        diffs.append([round(d.difference, 6), round(d.lo, 6), round(d.hi, 6)])
+        if l == peak or d.within_noise:
             tied.append(l)
     return {"peak_layer": peak, "peak_value": float(values[peak]), "within_noise_of_peak": tied,
             "difference_to_peak": diffs}
@@ -713,8 +754,9 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
     against clean English; ``report["robustness"]`` holds, per layer, each score and its
     drop from clean text with a paired-bootstrap 95% CI.
 
-    ``report["noise"]`` says, for every per-layer curve with per-sentence outcomes (probe
-    accuracies, PUD retrieval), which layers are within noise of the best one.
+    ``report["noise"]`` says, for every per-layer curve (probe accuracies and PUD retrieval:
+    paired sentence bootstrap; CKA: delete-a-group jackknife), which layers are within noise
+    of the best one.
     Returns a :class:`LayerResult`; ``result.report`` holds every number with the model,
     data, seeds and versions that produced it; ``result.counts`` the per-sentence outcomes.
     """
@@ -788,7 +830,8 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
                                           zip(probes[task][SOURCE_LANG], probes[task]["control_en"])]
     counts = {t: {name: np.stack(v) for name, v in per.items()} for t, per in counts.items()}
     t_probe = time.time() - t0 - t_extract
-    cka, cka_mat, retrieval, ret_counts = _similarity(pud, tat, targets, L)
+    cka, cka_mat, retrieval, ret_counts, cka_reps = _similarity(pud, tat, targets, L, jackknife=CKA_GROUPS,
+                                                                seed=seed)
 
     # -- noise: which layers are indistinguishable from each curve's best layer
     noise = {"method": "paired sentence bootstrap of value(peak layer) - value(layer), 95% CI; a "
@@ -800,8 +843,11 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
                 noise_summary(counts[task][name], n_boot=n_boot, seed=seed)
     for lang in targets:
         noise["curves"][f"retrieval en-{lang}"] = noise_summary(ret_counts[lang], n_boot=n_boot, seed=seed)
-    noise["note"] = ("CKA curves have no interval here: resampling sentences with replacement "
-                     "duplicates rows, which the debiased CKA estimator does not allow for.")
+    for lang in targets:
+        noise["curves"][f"cka en-{lang}"] = jackknife_noise_summary(cka[lang]["debiased"], cka_reps[lang])
+    noise["cka_method"] = (f"CKA: delete-a-group jackknife over sentences ({CKA_GROUPS} seeded groups, the "
+                           "same for every layer), 95% normal interval of value(peak) - value(layer); a "
+                           "bootstrap would duplicate rows, which the debiased estimator does not allow")
 
     robustness = None
     if perturbations:
@@ -821,8 +867,8 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
                     drops = [paired_difference_counts_layer(counts[task][lang][l], counts[task][name][l],
                                                             n_boot, seed) for l in range(L + 1)]
                     row[task] = {"accuracy": acc, "drop": drops}
-                p_cka, _m, p_ret, p_counts = _similarity({SOURCE_LANG: pud[SOURCE_LANG], lang: entry},
-                                                         {}, [lang], L)
+                p_cka, _m, p_ret, p_counts, _r = _similarity({SOURCE_LANG: pud[SOURCE_LANG], lang: entry},
+                                                             {}, [lang], L)
                 row["cka"] = p_cka[lang]["debiased"]
                 row["cka_drop"] = [a - b for a, b in zip(cka[lang]["debiased"], row["cka"])]
                 row["retrieval"] = [(x["en2xx"] + x["xx2en"]) / 2 for x in p_ret["pud"][lang]["plain"]]
@@ -867,6 +913,7 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
         report["robustness"] = robustness
     sent_counts = {f"{t} {name}": c for t, per in counts.items() for name, c in per.items()}
     sent_counts.update({f"retrieval en-{lang}": c for lang, c in ret_counts.items()})
+    sent_counts.update({f"cka-jackknife en-{lang}": r for lang, r in cka_reps.items()})
     return LayerResult(report, counts=sent_counts)
 
 

@@ -60,6 +60,7 @@ __all__ = [
     "cka_matrix",
     "retrieval_accuracy",
     "retrieval_hits",
+    "cka_jackknife",
 ]
 
 
@@ -474,3 +475,29 @@ def retrieval_accuracy(A, B, *, center: bool = False, chunk_size: int = 1024) ->
     a2b = int(hits["a2b"].sum()) / n
     b2a = int(hits["b2a"].sum()) / n
     return {"a2b": a2b, "b2a": b2a, "mean": (a2b + b2a) / 2, "n": n}
+
+
+def cka_jackknife(A, B, *, n_groups: int = 20, seed: int = 0, debiased: bool = True) -> np.ndarray:
+    """Delete-a-group jackknife replicates ``[n_groups]`` of :func:`linear_cka` ``(A, B)``.
+
+    Rows (sentences) are split into ``n_groups`` seeded random groups; replicate ``g`` is the
+    CKA of all rows outside group ``g``. Unlike a bootstrap, no row is ever duplicated, which
+    the debiased estimator requires. With the same ``seed`` and row count the groups are the
+    same, so replicates of two layers (or two models on the same sentences) pair up: the
+    standard error of a difference ``d`` is ``sqrt((g - 1) / g * sum((d_g - mean(d))^2))``.
+
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).standard_normal((200, 8))
+    >>> r = cka_jackknife(X, X @ np.linalg.qr(np.random.default_rng(1).standard_normal((8, 8)))[0])
+    >>> r.shape, bool(np.allclose(r, 1.0))
+    ((20,), True)
+    """
+    A = _as_2d(A, "A")
+    B = _as_2d(B, "B")
+    n = len(A)
+    if len(B) != n:
+        raise ProbeError(f"A and B need the same number of rows, got {n} and {len(B)}")
+    if not 2 <= n_groups <= n:
+        raise ProbeError(f"n_groups must be between 2 and the number of rows ({n}), got {n_groups}")
+    group = np.random.default_rng(seed).permutation(n) % n_groups
+    return np.asarray([linear_cka(A[group != g], B[group != g], debiased=debiased) for g in range(n_groups)])

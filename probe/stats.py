@@ -52,6 +52,7 @@ __all__ = [
     "bootstrap_macro_f1",
     "difference_within_noise",
     "paired_difference_counts",
+    "jackknife_difference",
 ]
 
 _BLOCK_ELEMS = 1 << 22  # replicate-block size x n_sentences (about 32 MB of float64 weights)
@@ -392,4 +393,28 @@ def paired_difference_counts(
     counts = np.stack([a - b, t], axis=1)
     diff = float(_acc_stat(counts.sum(axis=0)[None])[0])
     lo, hi = _percentile(bootstrap_replicates(_acc_stat, counts, n_boot=n_boot, seed=seed), alpha)
+    return PairedDifference(diff, lo, hi, bool(lo <= 0 <= hi))
+
+
+def jackknife_difference(full_a: float, full_b: float, reps_a, reps_b, *, z: float = 1.959964) -> PairedDifference:
+    """``a - b`` with a delete-a-group jackknife interval from paired replicates.
+
+    ``reps_a, reps_b: [n_groups]``: the statistic without group ``g`` (same groups for both,
+    e.g. :func:`probe.similarity.cka_jackknife` with one seed). The standard error is
+    ``sqrt((g - 1) / g * sum((d_g - mean(d))^2))`` with ``d_g = reps_a[g] - reps_b[g]``; the
+    interval is ``d ± z * se`` (normal approximation, 95% by default).
+
+    >>> r = jackknife_difference(0.8, 0.7, [0.80, 0.81, 0.79], [0.70, 0.70, 0.70])
+    >>> round(r.difference, 3), r.within_noise
+    (0.1, False)
+    """
+    da = np.asarray(reps_a, dtype=np.float64).ravel()
+    db = np.asarray(reps_b, dtype=np.float64).ravel()
+    if da.shape != db.shape or len(da) < 2:
+        raise ProbeError(f"need paired replicates of the same length >= 2, got {len(da)} and {len(db)}")
+    d = da - db
+    g = len(d)
+    se = float(np.sqrt((g - 1) / g * np.sum((d - d.mean()) ** 2)))
+    diff = float(full_a - full_b)
+    lo, hi = diff - z * se, diff + z * se
     return PairedDifference(diff, lo, hi, bool(lo <= 0 <= hi))

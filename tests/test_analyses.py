@@ -144,7 +144,7 @@ def test_figures_keep_going_reports_failure(capsys, tmp_path, monkeypatch, regis
     def boom(model, out_root, quick):
         raise RuntimeError("no data")
 
-    monkeypatch.setattr(registry["fusion_sweep", "robustness", "scaling"], "main", boom)
+    monkeypatch.setattr(registry["fusion_sweep"], "main", boom)
     args = _parser().parse_args(["figures", "--only", "fusion_sweep", "--keep-going", "--out-root", str(tmp_path)])
     assert run(args) == 1
     assert "no data" in capsys.readouterr().err

@@ -72,7 +72,8 @@ def test_compare_two_tiny_models_of_different_depth(mirror, tmp_path):
             pk = rep["peaks"][name][curve]
             assert pk["relative"] == pytest.approx(pk["layer"] / L)
             assert pk["value"] == pytest.approx(max(cur[curve]))
-        assert rep["peaks"][name]["upos_zero_shot"]["layer"] in rep["peaks"][name]["upos_zero_shot"]["within_noise"]
+        for curve in ("cka", "retrieval", "upos_zero_shot"):
+            assert rep["peaks"][name][curve]["layer"] in rep["peaks"][name][curve]["within_noise"]
         # the layer results behind the curves are the layers() numbers
         lr = res.layer_results[name].report
         assert cur["cka"] == pytest.approx(lr["cka"]["de"]["debiased"])
@@ -81,7 +82,7 @@ def test_compare_two_tiny_models_of_different_depth(mirror, tmp_path):
     assert rep["fusion"]["tiny-2"]["relative"] == rep["fusion"]["tiny-4"]["relative"] == 0.5
     # the two models are scored on the same sentences, so their peaks are compared pairwise
     diffs = {d["curve"]: d for d in rep["model_differences"]}
-    assert set(diffs) == {"retrieval", "upos_zero_shot"}
+    assert set(diffs) == {"cka", "retrieval", "upos_zero_shot"}
     d = diffs["upos_zero_shot"]
     assert d["difference"] == pytest.approx(d["value_a"] - d["value_b"], abs=1e-9)
     assert d["within_noise"] == (d["lo"] <= 0 <= d["hi"])
@@ -97,3 +98,28 @@ def test_compare_two_tiny_models_of_different_depth(mirror, tmp_path):
 def test_compare_rejects_a_duplicate_model_before_any_work():
     with pytest.raises(ProbeError, match="listed twice"):
         compare("e5-small-q4,e5-small-q4", "de", progress=False)
+
+
+def test_cka_jackknife_against_brute_force_and_invariances():
+    from probe.similarity import cka_jackknife, linear_cka
+    from probe.stats import jackknife_difference
+
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((120, 10))
+    Y = X @ rng.standard_normal((10, 6)) + 0.5 * rng.standard_normal((120, 6))
+    reps = cka_jackknife(X, Y, n_groups=6, seed=2)
+    group = np.random.default_rng(2).permutation(120) % 6
+    brute = [linear_cka(X[group != g], Y[group != g]) for g in range(6)]
+    assert reps == pytest.approx(brute, abs=1e-12)
+    # each replicate is a CKA: invariant to isotropic scaling and orthogonal maps
+    Q = np.linalg.qr(rng.standard_normal((10, 10)))[0]
+    assert cka_jackknife(3 * X @ Q, Y, n_groups=6, seed=2) == pytest.approx(reps, abs=1e-10)
+    # jackknife standard error of a difference, by the textbook formula
+    reps_b = cka_jackknife(X, X[:, :6], n_groups=6, seed=2)
+    full_a, full_b = linear_cka(X, Y), linear_cka(X, X[:, :6])
+    d = reps - reps_b
+    se = np.sqrt(5 / 6 * np.sum((d - d.mean()) ** 2))
+    r = jackknife_difference(full_a, full_b, reps, reps_b)
+    assert (r.lo, r.hi) == pytest.approx((full_a - full_b - 1.959964 * se, full_a - full_b + 1.959964 * se))
+    with pytest.raises(ProbeError):
+        cka_jackknife(X, Y, n_groups=1)

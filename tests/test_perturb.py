@@ -117,6 +117,10 @@ def test_layers_robustness_with_a_tiny_model(mirror, tmp_path):
     for name, n in res.report["noise"]["curves"].items():
         assert n["peak_layer"] in n["within_noise_of_peak"]
     assert res.difference("upos de", 1, 1).difference == 0
+    cka_diff = res.difference("cka en-de", 2, 0)
+    cka = res.report["cka"]["de"]["debiased"]
+    assert cka_diff.difference == pytest.approx(cka[2] - cka[0]) and cka_diff.lo <= cka_diff.difference <= cka_diff.hi
+    assert "cka en-zh" in res.report["noise"]["curves"]
     table = res.robustness_table()
     assert len(table) == 2 * 2 * 3  # perturbations x languages x layers
     paths = res.save(tmp_path / "out")
