@@ -99,6 +99,8 @@ class CompareResult:
         the layers within noise of the peak, and the fusion gain."""
         import pandas as pd
 
+        from .layerwise import _layer_ranges
+
         rows = []
         for m in self.report["models"]:
             name = m["name"]
@@ -108,9 +110,8 @@ class CompareResult:
                 row[f"{curve} peak"] = pk["layer"]
                 row[f"{curve} peak rel"] = round(pk["relative"], 3)
                 row[f"{curve} value"] = round(pk["value"], 4)
-                if "within_noise_relative" in pk:
-                    rel = pk["within_noise_relative"]
-                    row[f"{curve} tied rel"] = f"{min(rel):.2f}-{max(rel):.2f}"
+                if "within_noise" in pk:
+                    row[f"{curve} tied layers"] = _layer_ranges(pk["within_noise"])
             fus = self.report.get("fusion", {}).get(name)
             if fus:
                 row["fusion k"] = fus["k"]
@@ -150,9 +151,10 @@ class CompareResult:
                 ax.plot(x, y, marker="o", ms=3, color=c, label=f"{m['name']} (L = {m['n_layers']})")
                 pk = self.report["peaks"][m["name"]][curve]
                 ax.plot([pk["relative"]], [pk["value"]], marker="*", ms=11, color=c, mec="k", mew=0.5)
-                if "within_noise_relative" in pk:
-                    rel = pk["within_noise_relative"]
-                    ax.hlines(pk["value"], min(rel), max(rel), color=c, lw=3, alpha=0.35)
+                tied = [l for l in pk.get("within_noise", []) if l != pk["layer"]]
+                if tied:  # the other layers within noise of the peak, ringed on the curve
+                    ax.scatter([x[l] for l in tied], [y[l] for l in tied], s=70, facecolors="none",
+                               edgecolors=c, linewidths=1.2, zorder=3)
             title, ylabel = _PANELS[curve]
             ax.set_title(title)
             ax.set_xlabel("relative depth (layer / L)")
@@ -162,7 +164,7 @@ class CompareResult:
         fig.subplots_adjust(wspace=0.28)
         langs = ", ".join(self.report["config"]["langs"])
         cap = (f"English → {langs}; probes on UD EWT → PUD, similarity on PUD; depth 0 = embeddings, 1 = last "
-               "layer; ★ = peak, bar = layers within noise of it (95% paired sentence bootstrap)")
+               "layer; ★ = peak, ○ = layers within noise of it (95%: paired sentence bootstrap; CKA: jackknife)")
         meta = {"model": {"name": " vs ".join(self.models)}, "data_caption": cap,
                 "seed": self.report["seeds"]["probe"], "versions": self.report["versions"]}
         return finish(fig, path or Path("compare.png"), meta, "Layer trade-off across encoders, by relative depth")
@@ -390,7 +392,7 @@ def run(args) -> int:
     import pandas as pd
 
     with pd.option_context("display.width", 200, "display.max_columns", 40):
-        print("Peak layers per model (rel = layer / L; tied rel = relative depths within noise of the peak). "
+        print("Peak layers per model (rel = layer / L; tied layers = layers within noise of the peak). "
               "Layer 0 is the embedding output; layer L is the last transformer layer.")
         print(res.table().T.to_string())
     print("\nWithin noise?")
