@@ -544,11 +544,9 @@ def _cpu_seconds() -> float:
 
 
 def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
+    from .cli import _human as human  # one formatter for sizes everywhere
+
+    return human(n)
 
 
 def _entry_info(entry, corpus, role: str) -> dict:
