@@ -106,7 +106,9 @@ class CompareResult:
             name = m["name"]
             row = {"model": name, "L": m["n_layers"], "hidden": m["hidden"]}
             for curve in CURVES:
-                pk = self.report["peaks"][name][curve]
+                pk = self.report["peaks"][name].get(curve)
+                if pk is None:  # e.g. no UPOS probe in --tasks
+                    continue
                 row[f"{curve} peak"] = pk["layer"]
                 row[f"{curve} peak rel"] = round(pk["relative"], 3)
                 row[f"{curve} value"] = round(pk["value"], 4)
@@ -142,9 +144,10 @@ class CompareResult:
         from .plotting import finish, palette, setup_style
 
         setup_style()
-        fig, axes = plt.subplots(1, len(CURVES), figsize=(5.0 * len(CURVES), 3.9), squeeze=False)
+        shown = [c for c in CURVES if all(c in self.report["peaks"][m] for m in self.models)]
+        fig, axes = plt.subplots(1, len(shown), figsize=(5.0 * len(shown), 3.9), squeeze=False)
         cols = palette(len(self.models))
-        for ax, (curve, label) in zip(axes[0], CURVES.items()):
+        for ax, curve in zip(axes[0], shown):
             for m, c in zip(self.report["models"], cols):
                 cur = self.report["curves"][m["name"]]
                 x, y = cur["relative_depth"], cur[curve]
@@ -297,6 +300,10 @@ def compare(models: Sequence | str, langs: Sequence[str] | str, *, tasks: Sequen
     if len(set(names)) != len(names):
         raise ProbeError(f"a model is listed twice: {', '.join(names)}")
     targets = _check_targets(langs)
+    if fusion:  # fail before any work if a target has no POS data for the fusion run
+        from .transfer import _parse_targets
+
+        _parse_targets(targets, "pos")
     results, curves, counts, peaks, fus, infos = {}, {}, {}, {}, {}, []
     for spec in specs:
         log(f"compare: {spec.name}: per-layer analysis, English -> {', '.join(targets)}")
