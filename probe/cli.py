@@ -167,7 +167,8 @@ def cmd_layers(args) -> int:
           "(task - control); CKA: debiased linear CKA of PUD sentence vectors; R a>b: PUD retrieval "
           "accuracy@1; langID: language-identity accuracy")
     print(res.format_table())
-    print("\nWithin noise (95% paired sentence bootstrap against each curve's best layer):")
+    print("\nWithin noise of each curve's best layer (95%: paired sentence bootstrap; CKA: "
+          "delete-a-group jackknife over sentences):")
     for line in res.noise_lines():
         print("  " + line)
     if r.get("robustness"):
