@@ -413,7 +413,7 @@ class LayerResult:
                             row[f"{task} drop"], row[f"{task} lo"], row[f"{task} hi"] = r[task]["drop"][l]
                     row["retrieval"] = r["retrieval"][l]
                     row["retrieval drop"], row["retrieval lo"], row["retrieval hi"] = r["retrieval_drop"][l]
-                    row["cka drop"] = r["cka_drop"][l]
+                    row["cka drop"], row["cka lo"], row["cka hi"] = r["cka_drop"][l]
                     rows.append(row)
         return pd.DataFrame(rows)
 
@@ -854,7 +854,8 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
         robustness = {"perturbations": [str(p) for p in perturbations], "seed": seed,
                       "applied_to": "target-language PUD sentences (English and the training data "
                                     "stay clean); word segmentation and labels unchanged",
-                      "drop": "clean - perturbed (positive = worse); CI: paired sentence bootstrap",
+                      "drop": "clean - perturbed (positive = worse) as [diff, lo, hi]; 95% CI: paired "
+                              "sentence bootstrap (probes, retrieval), paired delete-a-group jackknife (CKA)",
                       "results": {}}
         for p in perturbations:
             per_lang = {}
@@ -867,10 +868,11 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
                     drops = [paired_difference_counts_layer(counts[task][lang][l], counts[task][name][l],
                                                             n_boot, seed) for l in range(L + 1)]
                     row[task] = {"accuracy": acc, "drop": drops}
-                p_cka, _m, p_ret, p_counts, _r = _similarity({SOURCE_LANG: pud[SOURCE_LANG], lang: entry},
-                                                             {}, [lang], L)
+                p_cka, _m, p_ret, p_counts, p_reps = _similarity(
+                    {SOURCE_LANG: pud[SOURCE_LANG], lang: entry}, {}, [lang], L, jackknife=CKA_GROUPS, seed=seed)
                 row["cka"] = p_cka[lang]["debiased"]
-                row["cka_drop"] = [a - b for a, b in zip(cka[lang]["debiased"], row["cka"])]
+                row["cka_drop"] = [_jackknife_row(cka[lang]["debiased"][l], row["cka"][l], cka_reps[lang][l],
+                                                  p_reps[lang][l]) for l in range(L + 1)]
                 row["retrieval"] = [(x["en2xx"] + x["xx2en"]) / 2 for x in p_ret["pud"][lang]["plain"]]
                 row["retrieval_drop"] = [paired_difference_counts_layer(ret_counts[lang][l], p_counts[lang][l],
                                                                         n_boot, seed) for l in range(L + 1)]
@@ -915,6 +917,14 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
     sent_counts.update({f"retrieval en-{lang}": c for lang, c in ret_counts.items()})
     sent_counts.update({f"cka-jackknife en-{lang}": r for lang, r in cka_reps.items()})
     return LayerResult(report, counts=sent_counts)
+
+
+def _jackknife_row(clean: float, other: float, clean_reps, other_reps) -> list:
+    """``[diff, lo, hi]`` of CKA ``clean - other`` with a paired jackknife interval."""
+    from .stats import jackknife_difference
+
+    d = jackknife_difference(clean, other, clean_reps, other_reps)
+    return [round(d.difference, 6), round(d.lo, 6), round(d.hi, 6)]
 
 
 def paired_difference_counts_layer(clean: np.ndarray, other: np.ndarray, n_boot: int, seed: int) -> list:
