@@ -3,7 +3,6 @@ result records and figure metadata. Not an analysis itself (not in the registry)
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -93,19 +92,10 @@ def ensure_corpora(spec, corpora: Sequence, pooling: str, *, progress: bool = Fa
     """Open or extract the cache entries of already loaded (possibly subset) corpora,
     loading the encoder only if something is missing. Pass the same ``loaded`` dict to
     successive calls to load it at most once overall."""
-    from probe.cache import open_entry
-    from probe.extraction import cache_key, extract_corpus
+    from probe.layerwise import open_or_extract
 
     loaded = {} if loaded is None else loaded
-    out = []
-    for data in corpora:
-        entry = open_entry(cache_key(spec, data, pooling))
-        if entry is None:
-            if "encoder" not in loaded:
-                loaded["encoder"] = spec.load()
-            entry = extract_corpus(spec, data, pooling=pooling, progress=progress, encoder=loaded["encoder"])
-        out.append(entry)
-    return out
+    return [open_or_extract(spec, data, pooling, loaded=loaded, progress=progress) for data in corpora]
 
 
 def script_record(path: str | Path) -> dict:
@@ -122,11 +112,11 @@ def model_record(spec, entry=None) -> dict:
 
 
 def write_json(path: Path, obj: dict) -> Path:
+    from probe.cache import atomic_write_json
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False, default=_jsonable) + "\n")
-    tmp.replace(path)
+    atomic_write_json(path, obj, default=_jsonable)
     return path
 
 

@@ -150,11 +150,9 @@ def throwaway_home():
 
 
 def fmt_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
+    from probe.cache import human_bytes
+
+    return human_bytes(n)
 
 
 def target_line(kind: str, what: str, value: float, unit: str, target: str, holds: bool | None) -> str:

@@ -80,8 +80,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode())
+def atomic_write_json(path: Path, obj, default=None) -> None:
+    """``obj`` as indented UTF-8 JSON, written atomically (``default``: as for ``json.dumps``)."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, ensure_ascii=False, default=default) + "\n").encode())
+
+
+def human_bytes(n: float) -> str:
+    """``123456789`` -> ``"117.7 MiB"`` (binary units)."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:

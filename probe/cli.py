@@ -23,14 +23,6 @@ def command(name: str):
     return deco
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
 # ----------------------------------------------------------------------------- extract
 @command("extract")
 def cmd_extract(args) -> int:
@@ -64,7 +56,7 @@ def cmd_extract(args) -> int:
 # ----------------------------------------------------------------------------- cache
 @command("cache")
 def cmd_cache(args) -> int:
-    from .cache import iter_entries, remove_entry
+    from .cache import human_bytes, iter_entries, remove_entry
 
     entries = [e for e in iter_entries() if _entry_matches(e, args)]
     if args.cache_cmd == "ls":
@@ -76,7 +68,7 @@ def cmd_cache(args) -> int:
         for e in entries:
             c = e.meta["corpus"]
             print(f"{e.model[:20]:20s} {c['name']:8s} {c['lang']:5s} {c['split']:9s} {e.meta['pooling']:5s} "
-                  f"{e.n_layers:6d} {e.n_words:8d} {e.n_sentences:6d} {_human(e.disk_bytes):>10s}  {e.path}")
+                  f"{e.n_layers:6d} {e.n_words:8d} {e.n_sentences:6d} {human_bytes(e.disk_bytes):>10s}  {e.path}")
         return 0
     if args.cache_cmd == "verify":
         bad = 0

@@ -174,26 +174,21 @@ class CompareResult:
 
     def save(self, out_dir: Path) -> list[Path]:
         """Write ``compare.json``, ``compare.png``/``.pdf`` and each model's ``layers/<model>.json``."""
+        from .cache import atomic_write_json
+
         out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        paths = [_write_json(out_dir / "compare.json", self.report)]
+        (out_dir / "layers").mkdir(parents=True, exist_ok=True)
+        paths = [out_dir / "compare.json"]
+        atomic_write_json(paths[0], self.report)
         for name, res in self.layer_results.items():
-            slug = name.replace("/", "_").replace(":", "_")
-            paths.append(_write_json(out_dir / "layers" / f"{slug}.json", res.report))
+            paths.append(out_dir / "layers" / f"{name.replace('/', '_').replace(':', '_')}.json")
+            atomic_write_json(paths[-1], res.report)
         paths += self.plot(out_dir / "compare.png")
         return paths
 
     @classmethod
     def load(cls, path: Path) -> "CompareResult":
         return cls(json.loads(Path(path).read_text()))
-
-
-def _write_json(path: Path, obj) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-    return path
 
 
 def _model_curves(res, langs: list[str]) -> tuple[dict, dict]:

@@ -81,24 +81,29 @@ class Inputs:
     tatoeba: dict = field(default_factory=dict)  # lang -> (xx entry, eng entry)
 
 
-def ensure_entries(spec, wanted: Sequence[tuple[str, str, str, str]], *, progress=True, device=None):
-    """Open or extract ``(corpus, lang, split, pooling)`` entries, loading the model at most once."""
+def open_or_extract(spec, data, pooling: str, *, loaded: dict, progress=True, device=None):
+    """The cache entry of an already loaded corpus (e.g. a subset or a perturbed copy),
+    extracted if missing. The model is loaded only then, once per ``loaded`` dict: pass the
+    same dict to successive calls."""
     from .cache import open_entry
-    from .data import load_corpus
     from .extraction import cache_key, extract_corpus
 
-    encoder = None
-    out = []
-    for corpus, lang, split, pooling in wanted:
-        data = load_corpus(corpus, lang, split)
-        entry = open_entry(cache_key(spec, data, pooling))
-        if entry is None:
-            if encoder is None:
-                encoder = spec.load()
-            entry = extract_corpus(spec, data, pooling=pooling, progress=progress, device=device,
-                                   encoder=encoder)
-        out.append(entry)
-    return out
+    entry = open_entry(cache_key(spec, data, pooling))
+    if entry is None:
+        if "encoder" not in loaded:
+            loaded["encoder"] = spec.load()
+        entry = extract_corpus(spec, data, pooling=pooling, progress=progress, device=device,
+                               encoder=loaded["encoder"])
+    return entry
+
+
+def ensure_entries(spec, wanted: Sequence[tuple[str, str, str, str]], *, progress=True, device=None):
+    """Open or extract ``(corpus, lang, split, pooling)`` entries, loading the model at most once."""
+    from .data import load_corpus
+
+    loaded: dict = {}
+    return [open_or_extract(spec, load_corpus(corpus, lang, split), pooling, loaded=loaded, progress=progress,
+                            device=device) for corpus, lang, split, pooling in wanted]
 
 
 def _check_targets(langs: Sequence[str]):
@@ -380,10 +385,10 @@ class LayerResult:
         """Write ``report.json`` and every figure into ``out_dir``; returns the paths."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
+        from .cache import atomic_write_json
+
         rep = out_dir / "report.json"
-        tmp = rep.with_name(".report.json.tmp")
-        tmp.write_text(json.dumps(self.report, indent=1, ensure_ascii=False) + "\n")
-        tmp.replace(rep)
+        atomic_write_json(rep, self.report)
         paths = [rep]
         paths += self.plot_probes(out_dir / "probes.png")
         paths += self.plot_similarity(out_dir / "similarity.png")
@@ -584,10 +589,12 @@ def _langid(pud: dict, layer: int, seed: int, n_boot: int, probe_kw, holdout=0.2
 
 
 def _similarity(pud: dict, tatoeba: dict, targets, L: int, en_key: str = SOURCE_LANG, *,
-                jackknife: int = 0, seed: int = 0):
+                jackknife: int = 0, seed: int = 0, full: bool = True):
     """CKA, CKA matrices and retrieval of English vs each target; also per-sentence retrieval
     counts ``{lang: [L+1, n_sentences, 2]}`` (hits in both directions, out of 2) and, with
-    ``jackknife=g``, delete-a-group CKA replicates ``{lang: [L+1, g]}`` (same groups everywhere)."""
+    ``jackknife=g``, delete-a-group CKA replicates ``{lang: [L+1, g]}`` (same groups everywhere).
+    ``full=False`` computes only same-layer debiased CKA and plain retrieval (no layer × layer
+    matrix, biased CKA or mean-centred retrieval): what the robustness comparison reads."""
     from .similarity import cka_jackknife, cka_matrix, linear_cka
 
     en = pud[en_key]
@@ -596,15 +603,18 @@ def _similarity(pud: dict, tatoeba: dict, targets, L: int, en_key: str = SOURCE_
         ia, ib = _aligned_rows(en, pud[lang])
         A = [np.asarray(en.sentence_vectors(l, "mean"), dtype=np.float32)[ia] for l in range(L + 1)]
         B = [np.asarray(pud[lang].sentence_vectors(l, "mean"), dtype=np.float32)[ib] for l in range(L + 1)]
-        cka_mat[lang] = cka_matrix(A, B, debiased=True).tolist()
-        cka[lang] = {"debiased": [float(np.asarray(cka_mat[lang])[l, l]) for l in range(L + 1)],
-                     "biased": [linear_cka(A[l], B[l], debiased=False) for l in range(L + 1)],
-                     "n_sentences": int(len(ia))}
+        if full:
+            cka_mat[lang] = cka_matrix(A, B, debiased=True).tolist()
+            cka[lang] = {"debiased": [float(np.asarray(cka_mat[lang])[l, l]) for l in range(L + 1)],
+                         "biased": [linear_cka(A[l], B[l], debiased=False) for l in range(L + 1)]}
+        else:
+            cka[lang] = {"debiased": [linear_cka(A[l], B[l]) for l in range(L + 1)]}
+        cka[lang]["n_sentences"] = int(len(ia))
         if jackknife:
             reps[lang] = np.stack([cka_jackknife(A[l], B[l], n_groups=jackknife, seed=seed)
                                    for l in range(L + 1)])
         ret[lang], layer_counts = {}, []
-        for kind in ("plain", "centered"):
+        for kind in ("plain", "centered") if full else ("plain",):
             rows = []
             for l in range(L + 1):
                 row, hits = _ret(A[l], B[l], kind == "centered")
@@ -711,27 +721,19 @@ def _perturbed_entries(spec, targets, perturbations, pooling, pud, progress, dev
 
     A perturbation that changes no word (e.g. lowercase on Chinese) reuses the clean entry.
     """
-    from .cache import open_entry
     from .data import load_corpus
-    from .extraction import cache_key, extract_corpus
     from .perturb import changed_fraction, perturb_corpus
 
-    out, encoder = {}, None
+    out, loaded = {}, {}
     for lang in targets:
         clean = load_corpus("pud", lang, "test", progress=progress)
         for p in perturbations:
             data = perturb_corpus(clean, p)
             frac = changed_fraction(clean, data)
-            if frac == 0:
-                out[(str(p), lang)] = (pud[lang], 0.0)
-                continue
-            entry = open_entry(cache_key(spec, data, pooling))
-            if entry is None:
-                if encoder is None:
-                    encoder = spec.load()
-                log(f"extracting PUD {lang} perturbed by {p} ({frac:.1%} of words changed)")
-                entry = extract_corpus(spec, data, pooling=pooling, progress=progress, device=device,
-                                       encoder=encoder)
+            if progress:
+                log(f"PUD {lang} perturbed by {p}: {frac:.1%} of the words changed")
+            entry = pud[lang] if frac == 0 else open_or_extract(spec, data, pooling, loaded=loaded,
+                                                                 progress=progress, device=device)
             out[(str(p), lang)] = (entry, frac)
     return out
 
@@ -869,7 +871,8 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
                                                             n_boot, seed) for l in range(L + 1)]
                     row[task] = {"accuracy": acc, "drop": drops}
                 p_cka, _m, p_ret, p_counts, p_reps = _similarity(
-                    {SOURCE_LANG: pud[SOURCE_LANG], lang: entry}, {}, [lang], L, jackknife=CKA_GROUPS, seed=seed)
+                    {SOURCE_LANG: pud[SOURCE_LANG], lang: entry}, {}, [lang], L, jackknife=CKA_GROUPS,
+                    seed=seed, full=False)
                 row["cka"] = p_cka[lang]["debiased"]
                 row["cka_drop"] = [_jackknife_row(cka[lang]["debiased"][l], row["cka"][l], cka_reps[lang][l],
                                                   p_reps[lang][l]) for l in range(L + 1)]

@@ -24,20 +24,11 @@ import torch.nn.functional as F
 
 from . import stats
 from .errors import ProbeError
+from .similarity import _as_2d
 
 __all__ = ["LinearProbe", "ControlTask", "control_labels", "evaluate"]
 
 _CHUNK = 8192
-
-
-def _as_2d(X, name: str = "X") -> np.ndarray:
-    if not isinstance(X, np.ndarray):
-        X = np.asarray(X)
-    if X.ndim != 2:
-        raise ProbeError(f"{name} must be a 2-D array [n, d], got shape {X.shape}")
-    if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
-        raise ProbeError(f"{name} must be numeric, got dtype {X.dtype}")
-    return X
 
 
 def _as_labels(y, n: int | None = None, name: str = "y") -> np.ndarray:

@@ -67,7 +67,7 @@ __all__ = [
 # --------------------------------------------------------------------------- helpers
 
 
-def _as_2d(X, name: str) -> np.ndarray:
+def _as_2d(X, name: str = "X") -> np.ndarray:
     """``X`` as a 2-D numeric array without copying memmaps (no dtype conversion)."""
     if not isinstance(X, np.ndarray):
         X = np.asarray(X)

@@ -543,12 +543,6 @@ def _cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def _human(n: float) -> str:
-    from .cli import _human as human  # one formatter for sizes everywhere
-
-    return human(n)
-
-
 def _entry_info(entry, corpus, role: str) -> dict:
     from .layerwise import entry_record
 
@@ -602,7 +596,7 @@ def fuse(task: str, langs: Sequence[str] | str, model="e5-small-q4", layers="all
     Returns a :class:`FusionResult`; ``result.report`` holds every number with the model,
     data files and sha256, seeds, versions and timings that produced it.
     """
-    from .cache import open_entry
+    from .cache import human_bytes, open_entry
     from .data import get_corpus
     from .data.xtreme import corpus_name, subsample_split, task_def
     from .encoders import resolve_encoder
@@ -753,7 +747,7 @@ def fuse(task: str, langs: Sequence[str] | str, model="e5-small-q4", layers="all
     report["subsample_note"] = ("seeded subsamples used: " + "; ".join(subs)) if subs else \
         "no subsampling: every split was used whole"
     disk = int(sum(e.disk_bytes for e in entries.values()))
-    report["cache"] = {"disk_bytes": disk, "disk_human": _human(disk), "pooling": pooling,
+    report["cache"] = {"disk_bytes": disk, "disk_human": human_bytes(disk), "pooling": pooling,
                        "entries": {role: str(e.path) for role, e in entries.items()},
                        "built_now": built}
     report["config"].update({
@@ -1118,10 +1112,10 @@ class FusionResult:
         """Write ``fusion.json``, ``gain_vs_k`` and ``baselines`` figures (.png + .pdf)."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
+        from .cache import atomic_write_json
+
         path = out_dir / "fusion.json"
-        tmp = path.with_name(".fusion.json.tmp")
-        tmp.write_text(json.dumps(self.report, indent=1, ensure_ascii=False) + "\n")
-        tmp.replace(path)
+        atomic_write_json(path, self.report)
         paths = [path]
         paths += self.plot_gain(out_dir / "gain_vs_k.png")
         paths += self.plot_baselines(out_dir / "baselines.png")
