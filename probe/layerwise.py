@@ -190,7 +190,7 @@ class LayerResult:
         >>> res.difference("upos de", 7, 12).within_noise      # doctest: +SKIP
         False
         """
-        from .stats import jackknife_difference, paired_difference_counts
+        from .stats import jackknife_difference
 
         other = other or self
         if curve.startswith("cka "):  # "cka en-de": jackknife replicates, not sentence counts
@@ -209,7 +209,7 @@ class LayerResult:
         a, b = self.counts[curve][layer_a], other.counts[curve][layer_b]
         if a.shape != b.shape or not np.array_equal(a[:, 1], b[:, 1]):
             raise ProbeError(f"{curve}: the two results were not scored on the same sentences and words")
-        return paired_difference_counts(a[:, 0], b[:, 0], a[:, 1], n_boot=n_boot, seed=seed)
+        return _count_difference(a, b, n_boot, seed)
 
     def noise_lines(self) -> list[str]:
         """One line per curve: its best layer and the layers within noise of it."""
@@ -644,6 +644,36 @@ def _ret(A, B, center):
             h["a2b"].astype(np.int64) + h["b2a"].astype(np.int64))
 
 
+def _row(d) -> list:
+    """A :class:`probe.stats.PairedDifference` as ``[diff, lo, hi]`` for the report."""
+    return [round(d.difference, 6), round(d.lo, 6), round(d.hi, 6)]
+
+
+def _count_difference(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int):
+    """Paired sentence bootstrap of ``acc(a) - acc(b)`` from ``[n_sentences, 2]`` counts each."""
+    from .stats import paired_difference_counts
+
+    return paired_difference_counts(a[:, 0], b[:, 0], a[:, 1], n_boot=n_boot, seed=seed)
+
+
+def _ties_with_peak(values, difference) -> dict:
+    """Peak of ``values`` and the layers whose ``difference(peak, layer)`` interval holds 0."""
+    values = np.asarray(values, dtype=np.float64)
+    peak = int(np.argmax(values))
+    tied, diffs = [], []
+    for l in range(len(values)):
+        if l == peak:
+            tied.append(l)
+            diffs.append([0.0, 0.0, 0.0])
+            continue
+        d = difference(peak, l)
+        diffs.append(_row(d))
+        if d.within_noise:
+            tied.append(l)
+    return {"peak_layer": peak, "peak_value": float(values[peak]), "within_noise_of_peak": tied,
+            "difference_to_peak": diffs}
+
+
 def noise_summary(counts: np.ndarray, *, n_boot: int = 1000, seed: int = 0) -> dict:
     """Which layers are indistinguishable from the best one, by paired sentence bootstrap.
 
@@ -655,24 +685,9 @@ def noise_summary(counts: np.ndarray, *, n_boot: int = 1000, seed: int = 0) -> d
     Returns ``{"peak_layer", "peak_value", "within_noise_of_peak": [layers],
     "difference_to_peak": [[diff, lo, hi] per layer]}``.
     """
-    from .stats import paired_difference_counts
-
     counts = np.asarray(counts, dtype=np.float64)
     values = counts[:, :, 0].sum(1) / counts[:, :, 1].sum(1)
-    peak = int(np.argmax(values))
-    tied, diffs = [], []
-    for l in range(len(counts)):
-        if l == peak:
-            tied.append(l)
-            diffs.append([0.0, 0.0, 0.0])
-            continue
-        d = paired_difference_counts(counts[peak, :, 0], counts[l, :, 0], counts[peak, :, 1],
-                                     n_boot=n_boot, seed=seed)
-        diffs.append([round(d.difference, 6), round(d.lo, 6), round(d.hi, 6)])
-        if d.within_noise:
-            tied.append(l)
-    return {"peak_layer": peak, "peak_value": float(values[peak]), "within_noise_of_peak": tied,
-            "difference_to_peak": diffs}
+    return _ties_with_peak(values, lambda p, l: _count_difference(counts[p], counts[l], n_boot, seed))
 
 
 #: delete-a-group jackknife groups for CKA intervals
@@ -690,15 +705,7 @@ def jackknife_noise_summary(values, replicates) -> dict:
 
     values = np.asarray(values, dtype=np.float64)
     reps = np.asarray(replicates, dtype=np.float64)
-    peak = int(np.argmax(values))
-    tied, diffs = [], []
-    for l in range(len(values)):
-        d = jackknife_difference(values[peak], values[l], reps[peak], reps[l])
-        diffs.append([round(d.difference, 6), round(d.lo, 6), round(d.hi, 6)])
-        if l == peak or d.within_noise:
-            tied.append(l)
-    return {"peak_layer": peak, "peak_value": float(values[peak]), "within_noise_of_peak": tied,
-            "difference_to_peak": diffs}
+    return _ties_with_peak(values, lambda p, l: jackknife_difference(values[p], values[l], reps[p], reps[l]))
 
 
 def _layer_ranges(layers_: list[int]) -> str:
@@ -765,6 +772,7 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
     from .encoders import resolve_encoder
     from .languages import get_language
     from .perturb import parse_perturbations
+    from .stats import jackknife_difference
 
     t0 = time.time()
     log = log or (lambda msg: print(msg, file=sys.stderr))
@@ -867,18 +875,19 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
                 row = {"changed_words": frac, "cache_key": entry.meta["key"]}
                 for task in probe_tasks:
                     acc = [r["accuracy"] for r in pert_probes[task][name]]
-                    drops = [paired_difference_counts_layer(counts[task][lang][l], counts[task][name][l],
-                                                            n_boot, seed) for l in range(L + 1)]
+                    drops = [_row(_count_difference(counts[task][lang][l], counts[task][name][l], n_boot, seed))
+                             for l in range(L + 1)]
                     row[task] = {"accuracy": acc, "drop": drops}
                 p_cka, _m, p_ret, p_counts, p_reps = _similarity(
                     {SOURCE_LANG: pud[SOURCE_LANG], lang: entry}, {}, [lang], L, jackknife=CKA_GROUPS,
                     seed=seed, full=False)
                 row["cka"] = p_cka[lang]["debiased"]
-                row["cka_drop"] = [_jackknife_row(cka[lang]["debiased"][l], row["cka"][l], cka_reps[lang][l],
-                                                  p_reps[lang][l]) for l in range(L + 1)]
+                row["cka_drop"] = [_row(jackknife_difference(cka[lang]["debiased"][l], row["cka"][l],
+                                                             cka_reps[lang][l], p_reps[lang][l]))
+                                   for l in range(L + 1)]
                 row["retrieval"] = [(x["en2xx"] + x["xx2en"]) / 2 for x in p_ret["pud"][lang]["plain"]]
-                row["retrieval_drop"] = [paired_difference_counts_layer(ret_counts[lang][l], p_counts[lang][l],
-                                                                        n_boot, seed) for l in range(L + 1)]
+                row["retrieval_drop"] = [_row(_count_difference(ret_counts[lang][l], p_counts[lang][l], n_boot, seed))
+                                         for l in range(L + 1)]
                 per_lang[lang] = row
             robustness["results"][str(p)] = per_lang
 
@@ -920,19 +929,3 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
     sent_counts.update({f"retrieval en-{lang}": c for lang, c in ret_counts.items()})
     sent_counts.update({f"cka-jackknife en-{lang}": r for lang, r in cka_reps.items()})
     return LayerResult(report, counts=sent_counts)
-
-
-def _jackknife_row(clean: float, other: float, clean_reps, other_reps) -> list:
-    """``[diff, lo, hi]`` of CKA ``clean - other`` with a paired jackknife interval."""
-    from .stats import jackknife_difference
-
-    d = jackknife_difference(clean, other, clean_reps, other_reps)
-    return [round(d.difference, 6), round(d.lo, 6), round(d.hi, 6)]
-
-
-def paired_difference_counts_layer(clean: np.ndarray, other: np.ndarray, n_boot: int, seed: int) -> list:
-    """``[diff, lo, hi]`` of ``acc(clean) - acc(other)`` from ``[n_sentences, 2]`` counts each."""
-    from .stats import paired_difference_counts
-
-    d = paired_difference_counts(clean[:, 0], other[:, 0], clean[:, 1], n_boot=n_boot, seed=seed)
-    return [round(d.difference, 6), round(d.lo, 6), round(d.hi, 6)]
