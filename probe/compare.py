@@ -230,7 +230,7 @@ def _peaks(curves: dict, counts: dict, n_layers: int, n_boot: int, seed: int) ->
             peak = ns["peak_layer"]
             tied = ns["within_noise_of_peak"]
             out[curve] = {"layer": peak, "relative": peak / n_layers, "value": float(values[peak]),
-                          "within_noise": tied, "within_noise_relative": [l / n_layers for l in tied]}
+                          "within_noise": tied}
         else:
             peak = int(np.argmax(values))
             out[curve] = {"layer": peak, "relative": peak / n_layers, "value": float(values[peak]),

@@ -19,6 +19,7 @@ Layer indices: 0 = embedding output, L = last transformer layer.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import subprocess
@@ -496,8 +497,6 @@ def _fit_probes(task, train, layer, seed, probe_kw):
     control = ControlTask(seed=seed).fit(words_train, y_train[keep])
     fields = json.dumps({"train": train.meta["key"], "task": task, "layer": layer, "seed": seed,
                          "probe": probe_kw, "v": 1}, sort_keys=True, default=str)
-    import hashlib
-
     folder = cache_dir() / "results" / "probe-fit" / hashlib.sha256(fields.encode()).hexdigest()[:32]
     probes = []
     try:
