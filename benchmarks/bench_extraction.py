@@ -96,9 +96,9 @@ def _write_chunk(path, parts):
     import numpy as np
 
     with open(path, "wb") as f:
-        np.savez(f, vecs=np.concatenate([p[0] for p in parts], axis=1).astype(np.float16),
+        np.savez(f, vecs=np.concatenate([p[0] for p in parts], axis=1),  # float16 already
                  words=np.concatenate([p[1] for p in parts]),
-                 first=np.concatenate([p[2] for p in parts], axis=1).astype(np.float16),
+                 first=np.concatenate([p[2] for p in parts], axis=1),
                  first_sent=np.concatenate([p[3] for p in parts]))
         f.flush()
         os.fsync(f.fileno())

@@ -103,6 +103,29 @@ def atomic_save_npy(path: Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+def write_npy(path: Path, array: np.ndarray) -> str:
+    """Write ``array`` as a ``.npy`` file, fsynced, and return the file's sha256.
+
+    Not atomic by itself: for files inside a directory that is published by one rename.
+    The checksum is taken from the bytes in memory as they are written, so the file is
+    never read back; the bytes are exactly ``np.save``'s.
+    """
+    import io
+
+    array = np.ascontiguousarray(array)
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, np.lib.format.header_data_from_array_1_0(array))
+    h = hashlib.sha256(head.getvalue())
+    body = memoryview(array.reshape(-1)).cast("B") if array.size else b""
+    h.update(body)  # hashlib releases the GIL on large buffers, so writers can overlap
+    with open(path, "wb") as f:
+        f.write(head.getvalue())
+        f.write(body)
+        f.flush()
+        os.fsync(f.fileno())
+    return h.hexdigest()
+
+
 class CacheEntry:
     """A finished entry, opened read-only and memory-mapped.
 
@@ -282,6 +305,7 @@ class EntryBuilder:
         self.partial = self.final.with_name(self.final.name + ".partial")
         self.plan = plan
         self.partial.mkdir(parents=True, exist_ok=True)
+        self._sha256: dict[str, str] = {}
         plan_path = self.partial / "plan.json"
         plan_json = json.loads(json.dumps(plan))
         if plan_path.exists():
@@ -322,6 +346,10 @@ class EntryBuilder:
     def read_chunk(self, i: int):
         return np.load(self.chunk_path(i))
 
+    def save_array(self, tmp: Path, name: str, array: np.ndarray) -> None:
+        """Write ``tmp/name`` during ``publish`` and remember its checksum (thread-safe)."""
+        self._sha256[name] = write_npy(tmp / name, array)
+
     def publish(self, build_dir_fn) -> CacheEntry:
         """Call ``build_dir_fn(tmp_dir) -> meta`` to write the final files, then rename.
 
@@ -331,11 +359,13 @@ class EntryBuilder:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
+        self._sha256.clear()
         try:
             meta = build_dir_fn(tmp)
             files = {}
             for p in sorted(tmp.iterdir()):
-                files[p.name] = {"size": p.stat().st_size, "sha256": sha256_file(p)}
+                sha = self._sha256.get(p.name) or sha256_file(p)
+                files[p.name] = {"size": p.stat().st_size, "sha256": sha}
             meta["files"] = files
             meta["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             atomic_write_json(tmp / "meta.json", meta)

@@ -22,8 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from . import __version__
-from .cache import (FORMAT_VERSION, CacheEntry, CacheKey, EntryBuilder, atomic_save_npy,
-                    atomic_write_json, open_entry)
+from .cache import FORMAT_VERSION, CacheEntry, CacheKey, EntryBuilder, atomic_write_json, open_entry
 from .errors import ProbeError
 
 POOLINGS = ("first", "mean", "last")
@@ -251,8 +250,9 @@ def plan_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
 
 
 def _forward_batch(encoder, units: list[Unit], device: str, pad_id: int):
-    """Run one batch; return word vectors ``[L+1, n_words_in_batch, H]`` (float32, CPU),
-    their global word indices, and first-token vectors ``[L+1, n_first_windows, H]``."""
+    """Run one batch; return word vectors ``[L+1, n_words_in_batch, H]`` (float16, CPU),
+    their global word indices, and first-token vectors ``[L+1, n_first_windows, H]``
+    (float16) with their sentence indices. Pooling is done in float32."""
     import torch
 
     B = len(units)
@@ -280,7 +280,7 @@ def _forward_batch(encoder, units: list[Unit], device: str, pad_id: int):
             order = np.empty(len(local), dtype=np.int64)
             order[local] = np.arange(len(local))
             take = flat_pos[torch.as_tensor(order)].to(hidden[0].device)
-            vecs = torch.stack([h.reshape(B * T, H)[take] for h in hidden]).float()
+            vecs = torch.stack([h.reshape(B * T, H)[take] for h in hidden])
         else:
             take = flat_pos.to(hidden[0].device)
             local_t = torch.as_tensor(local, device=hidden[0].device)
@@ -289,7 +289,10 @@ def _forward_batch(encoder, units: list[Unit], device: str, pad_id: int):
             sums.index_add_(1, local_t, pieces)
             counts = torch.bincount(local_t, minlength=len(uniq)).clamp_min(1).to(sums.dtype)
             vecs = sums / counts[None, :, None]
-        first = torch.stack([h[rows, 0, :] for h in hidden]).float()
+        first = torch.stack([h[rows, 0, :] for h in hidden])
+        # float16 here: torch's vectorised rounding is ~3x numpy's astype (same IEEE
+        # round-to-nearest-even result), and the chunk writer then only copies bytes.
+        vecs, first = vecs.to(torch.float16), first.to(torch.float16)
     first_sent = np.asarray([units[b].sentence for b in first_rows], dtype=np.int64)
     return vecs.cpu().numpy(), uniq, first.cpu().numpy(), first_sent
 
@@ -406,18 +409,27 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
         bar.update(sum(len(tok.units[u].word) for b in chunks[i] for u in b))
     rank, world = shard or (0, 1)
 
-    def write(i, parts):
-        builder.write_chunk(
-            i,
-            vecs=np.concatenate([p[0] for p in parts], axis=1).astype(np.float16),
-            words=np.concatenate([p[1] for p in parts]),
-            first=np.concatenate([p[2] for p in parts], axis=1).astype(np.float16),
-            first_sent=np.concatenate([p[3] for p in parts]),
-        )
+    n_layers, H, n_sent = encoder.n_layers + 1, encoder.hidden, len(data.sentences)
+    # Small entries are assembled in memory and written with plain file writes (page
+    # faults on fresh file-backed memmaps cost more than the copy); large ones go through
+    # memmaps so that memory stays bounded. Same bytes either way.
+    in_ram = n_layers * (n_total + 2 * n_sent) * H * 2 <= IN_RAM_ENTRY_BYTES
+    # Chunks written by this process stay in memory for the publish when the entry is
+    # small (no read-back); resumed or other ranks' chunks are read from their files.
+    kept: dict[int, dict[str, np.ndarray]] = {}
 
-    # Chunk files (float16 conversion, npz, fsync) are written by one background thread
-    # while the next chunk's forward runs; at most one write is pending, and an error or
-    # interruption still waits for it, so finished chunks are kept for resumption.
+    def write(i, parts):
+        arrays = dict(vecs=np.concatenate([p[0] for p in parts], axis=1),
+                      words=np.concatenate([p[1] for p in parts]),
+                      first=np.concatenate([p[2] for p in parts], axis=1),
+                      first_sent=np.concatenate([p[3] for p in parts]))
+        builder.write_chunk(i, **arrays)
+        if in_ram and publish:
+            kept[i] = arrays
+
+    # Chunk files (npz, fsync) are written by one background thread while the next
+    # chunk's forward runs; at most one write is pending, and an error or interruption
+    # still waits for it, so finished chunks are kept for resumption.
     from concurrent.futures import ThreadPoolExecutor
 
     pending = None
@@ -435,19 +447,11 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
     bar.close()
     if not publish:
         return None
-    missing = [i for i in range(len(chunks)) if not builder.has_chunk(i)]
+    missing = [i for i in range(len(chunks)) if i not in kept and not builder.has_chunk(i)]
     if missing:
         raise ProbeError(f"cannot publish {key.path.name}: chunks {missing[:5]} not computed (shards missing?)")
 
     def build(tmp: Path) -> dict:
-        n_layers = encoder.n_layers + 1
-        H = encoder.hidden
-        n_sent = len(data.sentences)
-        # Small entries are assembled in memory and written with plain file writes (page
-        # faults on fresh file-backed memmaps cost more than the copy); large ones go
-        # through memmaps so that memory stays bounded. Same bytes either way.
-        in_ram = n_layers * (n_total + 2 * n_sent) * H * 2 <= IN_RAM_ENTRY_BYTES
-
         def new_array(name, shape):
             if in_ram:
                 return np.zeros(shape, dtype=np.float16)
@@ -457,40 +461,50 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
         first = new_array("sent_first.npy", (n_layers, n_sent, H))
         seen = np.zeros(n_total, dtype=bool)
         for i in range(len(chunks)):
-            with builder.read_chunk(i) as z:
-                words, vecs = z["words"], z["vecs"]
-                for l in range(n_layers):
-                    layers[l][words] = vecs[l]
-                first[:, z["first_sent"]] = z["first"]
-                seen[words] = True
+            z = kept.pop(i, None)
+            if z is None:
+                with builder.read_chunk(i) as f:
+                    z = {k: f[k] for k in f.files}
+            words, vecs = z["words"], z["vecs"]
+            for l in range(n_layers):
+                layers[l][words] = vecs[l]
+            first[:, z["first_sent"]] = z["first"]
+            seen[words] = True
         seen[np.asarray(tok.clipped_words, dtype=np.int64)] = True
         if not seen.all():
             missing = int((~seen).sum())
             raise ProbeError(f"internal error: {missing} words received no vector")
         mean = new_array("sent_mean.npy", (n_layers, n_sent, H))
         lens = np.diff(tok.offsets).astype(np.float32)[:, None]
-        for l in range(n_layers):
-            sums = np.add.reduceat(np.asarray(layers[l], dtype=np.float32), tok.offsets[:-1], axis=0)
+
+        def finish_layer(l):
+            # Mean of the stored float16 word vectors, accumulated in float32.
+            sums = np.add.reduceat(layers[l], tok.offsets[:-1], axis=0, dtype=np.float32)
             mean[l] = (sums / lens).astype(np.float16)
             if in_ram:
-                atomic_save_npy(tmp / f"layer_{l:02d}.npy", layers[l])
+                builder.save_array(tmp, f"layer_{l:02d}.npy", layers[l])
             else:
                 layers[l].flush()
+
+        # The cores are free once the forward passes are done: means, writes, checksums
+        # and fsyncs of the layer files run on two threads (numpy, hashlib and file I/O
+        # release the GIL).
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="probe-publish") as pool:
+            list(pool.map(finish_layer, range(n_layers)))
         if in_ram:
-            atomic_save_npy(tmp / "sent_mean.npy", mean)
-            atomic_save_npy(tmp / "sent_first.npy", first)
+            builder.save_array(tmp, "sent_mean.npy", mean)
+            builder.save_array(tmp, "sent_first.npy", first)
         else:
             mean.flush()
             first.flush()
-        del layers, mean, first
-        atomic_save_npy(tmp / "offsets.npy", tok.offsets)
+        builder.save_array(tmp, "offsets.npy", tok.offsets)
         labels_meta = {}
         if is_pair:
             seg = np.concatenate([(np.arange(len(w)) >= (k if k is not None else len(w))).astype(np.int8)
                                   for w, k in zip(sentences_words, n_first)])
-            atomic_save_npy(tmp / "segment.npy", seg)
+            builder.save_array(tmp, "segment.npy", seg)
         for name, (arr, vocab) in _label_arrays(data.sentences).items():
-            atomic_save_npy(tmp / f"{name}.npy", arr)
+            builder.save_array(tmp, f"{name}.npy", arr)
             labels_meta[name] = {"vocab": vocab, "dtype": str(arr.dtype), "missing": -1}
         atomic_write_json(tmp / "words.json", sentences_words)
         atomic_write_json(tmp / "sent_ids.json", [s.sent_id for s in data.sentences])

@@ -221,3 +221,36 @@ def test_over_long_pairs_lose_pieces_longest_first_and_say_so(home, capsys):
     assert not np.asarray(entry.layer(1)[clipped], dtype=np.float32).any()
     assert np.asarray(entry.layer(1)[12:], dtype=np.float32).any()  # both B words kept
     assert "zero vectors" in capsys.readouterr().err
+
+
+def test_memmap_and_in_ram_publish_write_the_same_bytes(home, monkeypatch, tmp_path):
+    """Large entries are assembled through memmaps, small ones in memory (with checksums
+    taken while writing): the files and recorded sha256 must not depend on the path."""
+    spec, corpus = tiny_spec(max_positions=32), random_corpus(n=40, seed=5, max_len=40)
+    in_ram = ex.extract_corpus(spec, corpus, pooling="mean", batch_tokens=64, progress=False)
+    monkeypatch.setattr(ex, "IN_RAM_ENTRY_BYTES", 0)
+    monkeypatch.setenv("PROBE_HOME", str(tmp_path / "memmap"))
+    mm = ex.extract_corpus(spec, corpus, pooling="mean", batch_tokens=64, progress=False)
+    assert in_ram.meta["files"] == mm.meta["files"]
+    assert in_ram.meta["extractor"]["windowed_sentences"] > 0  # windows cross chunks here
+    for name in in_ram.meta["files"]:
+        assert (in_ram.path / name).read_bytes() == (mm.path / name).read_bytes(), name
+    assert in_ram.verify() == [] and mm.verify() == []
+
+
+@pytest.mark.parametrize("array", [np.arange(12, dtype=np.float16).reshape(3, 4),
+                                   np.arange(10, dtype=np.int64)[::2],  # not contiguous
+                                   np.zeros((2, 0, 3), dtype=np.float16),
+                                   np.array([[1, -1]], dtype=np.int16)])
+def test_write_npy_is_np_save_with_its_checksum(tmp_path, array):
+    import hashlib
+    import io
+
+    from probe.cache import sha256_file, write_npy
+
+    ref = io.BytesIO()
+    np.save(ref, array)
+    sha = write_npy(tmp_path / "a.npy", array)
+    assert (tmp_path / "a.npy").read_bytes() == ref.getvalue()
+    assert sha == hashlib.sha256(ref.getvalue()).hexdigest() == sha256_file(tmp_path / "a.npy")
+    assert np.array_equal(np.load(tmp_path / "a.npy"), array)
