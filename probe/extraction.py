@@ -280,7 +280,9 @@ def _forward_batch(encoder, units: list[Unit], device: str, pad_id: int):
             order = np.empty(len(local), dtype=np.int64)
             order[local] = np.arange(len(local))
             take = flat_pos[torch.as_tensor(order)].to(hidden[0].device)
-            vecs = torch.stack([h.reshape(B * T, H)[take] for h in hidden])
+            vecs = torch.empty((n_layers, len(take), H), dtype=torch.float16, device=take.device)
+            for l, h in enumerate(hidden):  # gather + round per layer: no float32 stack
+                vecs[l].copy_(h.reshape(B * T, H).index_select(0, take))
         else:
             take = flat_pos.to(hidden[0].device)
             local_t = torch.as_tensor(local, device=hidden[0].device)
@@ -288,11 +290,12 @@ def _forward_batch(encoder, units: list[Unit], device: str, pad_id: int):
             sums = torch.zeros((n_layers, len(uniq), H), dtype=torch.float32, device=pieces.device)
             sums.index_add_(1, local_t, pieces)
             counts = torch.bincount(local_t, minlength=len(uniq)).clamp_min(1).to(sums.dtype)
-            vecs = sums / counts[None, :, None]
-        first = torch.stack([h[rows, 0, :] for h in hidden])
-        # float16 here: torch's vectorised rounding is ~3x numpy's astype (same IEEE
-        # round-to-nearest-even result), and the chunk writer then only copies bytes.
-        vecs, first = vecs.to(torch.float16), first.to(torch.float16)
+            vecs = (sums / counts[None, :, None]).to(torch.float16)
+        first = torch.empty((n_layers, len(first_rows), H), dtype=torch.float16, device=rows.device)
+        for l, h in enumerate(hidden):
+            first[l].copy_(h[rows, 0, :])
+        # Rounded to float16 by torch (vectorised; the same IEEE round-to-nearest-even as
+        # numpy's much slower astype), so the chunk writer only copies bytes.
     first_sent = np.asarray([units[b].sentence for b in first_rows], dtype=np.int64)
     return vecs.cpu().numpy(), uniq, first.cpu().numpy(), first_sent
 
@@ -457,19 +460,31 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
                 return np.zeros(shape, dtype=np.float16)
             return np.lib.format.open_memmap(tmp / name, mode="w+", dtype=np.float16, shape=shape)
 
-        layers = [new_array(f"layer_{l:02d}.npy", (n_total, H)) for l in range(n_layers)]
-        first = new_array("sent_first.npy", (n_layers, n_sent, H))
-        seen = np.zeros(n_total, dtype=bool)
-        for i in range(len(chunks)):
+        def chunk(i):
             z = kept.pop(i, None)
             if z is None:
                 with builder.read_chunk(i) as f:
                     z = {k: f[k] for k in f.files}
-            words, vecs = z["words"], z["vecs"]
-            for l in range(n_layers):
-                layers[l][words] = vecs[l]
+            return z
+
+        seen = np.zeros(n_total, dtype=bool)
+        first = new_array("sent_first.npy", (n_layers, n_sent, H))
+        if in_ram:
+            # Every chunk in memory (bounded by IN_RAM_ENTRY_BYTES); each layer is then
+            # assembled by its own publish task below.
+            zs = [chunk(i) for i in range(len(chunks))]
+            layers = [None] * n_layers
+        else:
+            # One chunk at a time into the memmaps: memory stays bounded by a chunk.
+            zs = []
+            layers = [new_array(f"layer_{l:02d}.npy", (n_total, H)) for l in range(n_layers)]
+        for i in range(len(chunks)):
+            z = zs[i] if in_ram else chunk(i)
+            if not in_ram:
+                for l in range(n_layers):
+                    layers[l][z["words"]] = z["vecs"][l]
             first[:, z["first_sent"]] = z["first"]
-            seen[words] = True
+            seen[z["words"]] = True
         seen[np.asarray(tok.clipped_words, dtype=np.int64)] = True
         if not seen.all():
             missing = int((~seen).sum())
@@ -478,36 +493,45 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
         lens = np.diff(tok.offsets).astype(np.float32)[:, None]
 
         def finish_layer(l):
+            layer = layers[l]
+            if layer is None:
+                layer = np.zeros((n_total, H), dtype=np.float16)
+                for z in zs:
+                    layer[z["words"]] = z["vecs"][l]
             # Mean of the stored float16 word vectors, accumulated in float32.
-            sums = np.add.reduceat(layers[l], tok.offsets[:-1], axis=0, dtype=np.float32)
+            sums = np.add.reduceat(layer, tok.offsets[:-1], axis=0, dtype=np.float32)
             mean[l] = (sums / lens).astype(np.float16)
             if in_ram:
-                builder.save_array(tmp, f"layer_{l:02d}.npy", layers[l])
+                builder.save_array(tmp, f"layer_{l:02d}.npy", layer)
             else:
-                layers[l].flush()
+                layer.flush()
 
-        # The cores are free once the forward passes are done: means, writes, checksums
-        # and fsyncs of the layer files run on two threads (numpy, hashlib and file I/O
-        # release the GIL).
+        # The cores are free once the forward passes are done: each layer is assembled,
+        # averaged per sentence, written, checksummed and fsynced on one of two threads
+        # (numpy, hashlib and file I/O release the GIL) while this thread writes the rest.
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="probe-publish") as pool:
-            list(pool.map(finish_layer, range(n_layers)))
+            layer_jobs = [pool.submit(finish_layer, l) for l in range(n_layers)]
+            if in_ram:
+                builder.save_array(tmp, "sent_first.npy", first)
+            else:
+                first.flush()
+            builder.save_array(tmp, "offsets.npy", tok.offsets)
+            labels_meta = {}
+            if is_pair:
+                seg = np.concatenate([(np.arange(len(w)) >= (k if k is not None else len(w))).astype(np.int8)
+                                      for w, k in zip(sentences_words, n_first)])
+                builder.save_array(tmp, "segment.npy", seg)
+            for name, (arr, vocab) in _label_arrays(data.sentences).items():
+                builder.save_array(tmp, f"{name}.npy", arr)
+                labels_meta[name] = {"vocab": vocab, "dtype": str(arr.dtype), "missing": -1}
+            atomic_write_json(tmp / "words.json", sentences_words)
+            atomic_write_json(tmp / "sent_ids.json", [s.sent_id for s in data.sentences])
+            for job in layer_jobs:
+                job.result()
         if in_ram:
             builder.save_array(tmp, "sent_mean.npy", mean)
-            builder.save_array(tmp, "sent_first.npy", first)
         else:
             mean.flush()
-            first.flush()
-        builder.save_array(tmp, "offsets.npy", tok.offsets)
-        labels_meta = {}
-        if is_pair:
-            seg = np.concatenate([(np.arange(len(w)) >= (k if k is not None else len(w))).astype(np.int8)
-                                  for w, k in zip(sentences_words, n_first)])
-            builder.save_array(tmp, "segment.npy", seg)
-        for name, (arr, vocab) in _label_arrays(data.sentences).items():
-            builder.save_array(tmp, f"{name}.npy", arr)
-            labels_meta[name] = {"vocab": vocab, "dtype": str(arr.dtype), "missing": -1}
-        atomic_write_json(tmp / "words.json", sentences_words)
-        atomic_write_json(tmp / "sent_ids.json", [s.sent_id for s in data.sentences])
         return {
             "format_version": FORMAT_VERSION,
             "key": key.digest,
