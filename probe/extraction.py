@@ -13,6 +13,7 @@ words with one ``index_add`` per batch → write resumable chunks → publish th
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -30,6 +31,12 @@ EXTRACTOR_VERSION = "1"
 DEFAULT_BATCH_TOKENS = 1024
 # Entries up to this size (all layers, float16) are assembled in memory before writing.
 IN_RAM_ENTRY_BYTES = 256 << 20
+# Finished chunks of such entries are written to disk (for resumption) in one batch once
+# this many seconds have passed since the last write, and at once on any error or
+# interrupt; so a short extraction writes no chunk files at all, and even a SIGKILL or a
+# power loss loses at most this much work. $PROBE_CHECKPOINT_SECONDS overrides it (0 =
+# write every chunk as soon as it is done, the behaviour for larger entries).
+CHECKPOINT_SECONDS = 10.0
 
 
 @dataclass
@@ -82,6 +89,19 @@ def _assign_windows(piece_start, piece_end, windows) -> np.ndarray:
         best[a:b][better] = w
         best_margin[a:b][better] = margin[better]
     return best
+
+
+def _checkpoint_seconds() -> float:
+    raw = os.environ.get("PROBE_CHECKPOINT_SECONDS")
+    if raw is None or raw.strip() == "":
+        return CHECKPOINT_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise ProbeError(f"PROBE_CHECKPOINT_SECONDS={raw!r}: expected a number of seconds >= 0")
+    return value
 
 
 def _token_id(tokenizer, token: str) -> int | None:
@@ -371,6 +391,7 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
     hit = open_entry(key)
     if hit is not None:
         return hit
+    checkpoint_seconds = _checkpoint_seconds()
     from tqdm.auto import tqdm
 
     from .encoders import pick_device
@@ -417,38 +438,67 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
     # faults on fresh file-backed memmaps cost more than the copy); large ones go through
     # memmaps so that memory stays bounded. Same bytes either way.
     in_ram = n_layers * (n_total + 2 * n_sent) * H * 2 <= IN_RAM_ENTRY_BYTES
-    # Chunks written by this process stay in memory for the publish when the entry is
-    # small (no read-back); resumed or other ranks' chunks are read from their files.
+    # Chunks computed here stay in memory for the publish when the entry is small (no
+    # read-back); resumed or other ranks' chunks are read from their files.
+    keep = in_ram and publish
     kept: dict[int, dict[str, np.ndarray]] = {}
+    unsaved: dict[int, dict[str, np.ndarray]] = {}
+    interval = checkpoint_seconds if keep else 0.0
 
-    def write(i, parts):
-        arrays = dict(vecs=np.concatenate([p[0] for p in parts], axis=1),
-                      words=np.concatenate([p[1] for p in parts]),
-                      first=np.concatenate([p[2] for p in parts], axis=1),
-                      first_sent=np.concatenate([p[3] for p in parts]))
-        builder.write_chunk(i, **arrays)
-        if in_ram and publish:
-            kept[i] = arrays
+    def save(batch: dict[int, dict[str, np.ndarray]]):
+        for i, arrays in batch.items():
+            builder.write_chunk(i, **arrays)
+
+    def save_unsaved_now():
+        # On an error or interrupt: whatever is only in memory goes to disk before the
+        # exception propagates, so the next run resumes from it. Best effort: the
+        # original exception is what the caller must see.
+        try:
+            save(unsaved)
+            unsaved.clear()
+        except Exception as err:  # noqa: BLE001
+            print(f"probe: warning: could not save finished chunks for resumption: {err}", file=sys.stderr)
 
     # Chunk files (npz, fsync) are written by one background thread while the next
-    # chunk's forward runs; at most one write is pending, and an error or interruption
-    # still waits for it, so finished chunks are kept for resumption.
+    # chunk's forward runs; at most one write is pending.
     from concurrent.futures import ThreadPoolExecutor
 
-    pending = None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe-chunk-writer") as writer:
-        for i, chunk in enumerate(chunks):
-            if i in done or i % world != rank:
-                continue
-            parts = [_forward_batch(encoder, [tok.units[u] for u in b], device, pad_id) for b in chunk]
+    pending, inflight = None, {}
+    last_save = time.monotonic()
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe-chunk-writer") as writer:
+            for i, chunk in enumerate(chunks):
+                if i in done or i % world != rank:
+                    continue
+                parts = [_forward_batch(encoder, [tok.units[u] for u in b], device, pad_id) for b in chunk]
+                arrays = dict(vecs=np.concatenate([p[0] for p in parts], axis=1),
+                              words=np.concatenate([p[1] for p in parts]),
+                              first=np.concatenate([p[2] for p in parts], axis=1),
+                              first_sent=np.concatenate([p[3] for p in parts]))
+                if keep:
+                    kept[i] = arrays
+                unsaved[i] = arrays
+                if time.monotonic() - last_save >= interval:
+                    if pending is not None:
+                        pending.result()
+                    inflight = dict(unsaved)
+                    pending = writer.submit(save, inflight)
+                    unsaved.clear()
+                    last_save = time.monotonic()
+                bar.update(len(arrays["words"]))
             if pending is not None:
                 pending.result()
-            pending = writer.submit(write, i, parts)
-            bar.update(sum(len(p[1]) for p in parts))
-        if pending is not None:
-            pending.result()
+            pending = None
+    except BaseException:
+        # The writer has finished (the executor's exit waits for it). If its last batch
+        # failed, those chunks are retried with the rest.
+        if pending is not None and pending.exception() is not None:
+            unsaved.update(inflight)
+        save_unsaved_now()
+        raise
     bar.close()
     if not publish:
+        save(unsaved)
         return None
     missing = [i for i in range(len(chunks)) if i not in kept and not builder.has_chunk(i)]
     if missing:
@@ -461,7 +511,7 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
             return np.lib.format.open_memmap(tmp / name, mode="w+", dtype=np.float16, shape=shape)
 
         def chunk(i):
-            z = kept.pop(i, None)
+            z = kept.get(i)
             if z is None:
                 with builder.read_chunk(i) as f:
                     z = {k: f[k] for k in f.files}
@@ -560,4 +610,8 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
                           "seconds": round(time.time() - t0, 2)},
         }
 
-    return builder.publish(build)
+    try:
+        return builder.publish(build)
+    except BaseException:
+        save_unsaved_now()  # a failed publish (disk full, interrupt) keeps the forward work
+        raise

@@ -113,7 +113,9 @@ def test_sigkill_then_rerun_gives_identical_arrays(pud_entries, tmp_path):
     home = tmp_path / "home"
     cmd = [sys.executable, "-m", "probe.cli", "extract", "--model", "e5-small-q4", "--corpus", "pud",
            "--lang", "en", "--quiet"]
-    env = dict(os.environ, PROBE_HOME=str(home))
+    # Every finished chunk is written at once (the default for a run this short would be
+    # to keep them in memory until an interrupt or the 10 s checkpoint).
+    env = dict(os.environ, PROBE_HOME=str(home), PROBE_CHECKPOINT_SECONDS="0")
     # The converted model is reused (not part of what is being tested).
     models = Path(os.environ["PROBE_HOME"]) / "models"
     (home).mkdir()

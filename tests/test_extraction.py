@@ -254,3 +254,50 @@ def test_write_npy_is_np_save_with_its_checksum(tmp_path, array):
     assert (tmp_path / "a.npy").read_bytes() == ref.getvalue()
     assert sha == hashlib.sha256(ref.getvalue()).hexdigest() == sha256_file(tmp_path / "a.npy")
     assert np.array_equal(np.load(tmp_path / "a.npy"), array)
+
+
+def test_short_extraction_writes_no_chunk_files_but_an_interrupt_saves_every_finished_chunk(home, monkeypatch):
+    """Checkpointing: chunks of small entries reach the disk every CHECKPOINT_SECONDS, and
+    at once when the run is interrupted, so no finished chunk is ever lost to Ctrl-C."""
+    import json
+
+    from probe.cache import EntryBuilder
+
+    written = []
+    real_write = EntryBuilder.write_chunk
+    monkeypatch.setattr(EntryBuilder, "write_chunk",
+                        lambda self, i, **a: (written.append(i), real_write(self, i, **a)))
+    monkeypatch.delenv("PROBE_CHECKPOINT_SECONDS", raising=False)
+    monkeypatch.setattr(ex, "CHECKPOINT_SECONDS", 3600.0)
+    spec, corpus = tiny_spec(max_positions=64), random_corpus(n=60, seed=3)
+    assert ex.extract_corpus(spec, corpus, batch_tokens=48, progress=False).verify() == []
+    assert written == []  # published straight from memory
+
+    real_fwd, calls = ex._forward_batch, {"n": 0}
+
+    def failing(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 9:
+            raise KeyboardInterrupt
+        return real_fwd(*a, **k)
+
+    monkeypatch.setattr(ex, "_forward_batch", failing)
+    with pytest.raises(KeyboardInterrupt):
+        ex.extract_corpus(spec, corpus, pooling="mean", batch_tokens=48, progress=False)
+    partial = next((home / "cache").glob("*/*.partial"))
+    sizes = json.loads((partial / "plan.json").read_text())["chunks"]  # batches per chunk
+    finished = int(np.searchsorted(np.cumsum([len(c) for c in sizes]), 8, side="right"))
+    assert finished >= 2 and sorted(written) == list(range(finished))
+    assert sorted(int(p.stem.split("_")[1]) for p in partial.glob("chunk_*.npz")) == list(range(finished))
+
+    written.clear()
+    monkeypatch.setenv("PROBE_CHECKPOINT_SECONDS", "0")  # every chunk as soon as it is done
+    monkeypatch.setattr(ex, "_forward_batch", real_fwd)
+    monkeypatch.setenv("PROBE_HOME", str(home / "other"))
+    ex.extract_corpus(spec, corpus, batch_tokens=48, progress=False)
+    assert sorted(written) == list(range(len(sizes)))
+
+    monkeypatch.setenv("PROBE_CHECKPOINT_SECONDS", "soon")
+    monkeypatch.setenv("PROBE_HOME", str(home / "third"))
+    with pytest.raises(ProbeError, match="PROBE_CHECKPOINT_SECONDS"):
+        ex.extract_corpus(spec, corpus, batch_tokens=48, progress=False)
