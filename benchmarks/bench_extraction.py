@@ -5,6 +5,10 @@ Variants, timed in this process in alternating order (medians of ``--rounds``):
 - ``ours``: ``probe.extraction.extract_corpus`` end to end into a throwaway PROBE_HOME
   (tokenization and alignment, length-sorted token-budget batches, forward, pooling,
   chunk writes, assembling and publishing the entry with its checksums);
+- ``ours-ckpt0``: the same with ``PROBE_CHECKPOINT_SECONDS=0``: every finished chunk is
+  written to disk (npz, fsync) at once, as for entries too large to keep in memory; by
+  default a run this short keeps its chunks in memory and writes none (see
+  ``probe.extraction.CHECKPOINT_SECONDS``);
 - ``ours-inner``: its inner loop only: forward + pooling (``_forward_batch``) + chunk writes
   (in a background thread, as in the extractor);
 - ``naive``: a per-sentence Hugging Face loop (tokenize one sentence with
@@ -216,6 +220,17 @@ def _run(args) -> int:
     def ours():
         extract_corpus(spec, data, batch_tokens=batch_tokens, device="cpu", progress=False, encoder=encoder)
 
+    def ours_ckpt0():
+        old = os.environ.get("PROBE_CHECKPOINT_SECONDS")
+        os.environ["PROBE_CHECKPOINT_SECONDS"] = "0"
+        try:
+            ours()
+        finally:
+            if old is None:
+                del os.environ["PROBE_CHECKPOINT_SECONDS"]
+            else:
+                os.environ["PROBE_CHECKPOINT_SECONDS"] = old
+
     def inner():
         _inner_loop(encoder, tok, batch_tokens, scratch[-1])
 
@@ -225,10 +240,11 @@ def _run(args) -> int:
     _naive(encoder, dataclasses.replace(data, sentences=data.sentences[:5]))
     flops = _flops(encoder.model, batches)
 
-    variants = {"ours": ours, "ours-inner": inner, "naive": lambda: _naive(encoder, data), "bare": bare,
+    variants = {"ours": ours, "ours-ckpt0": ours_ckpt0, "ours-inner": inner, "naive": lambda: _naive(encoder, data), "bare": bare,
                 "matmul": matmul}
     try:
-        times = C.interleaved(variants, args.rounds, setup={"ours": new_home, "ours-inner": new_scratch},
+        times = C.interleaved(variants, args.rounds, setup={"ours": new_home, "ours-ckpt0": new_home,
+                                                                "ours-inner": new_scratch},
                               max_rounds={"naive": args.naive_rounds})
     finally:
         for h in homes:
@@ -239,7 +255,7 @@ def _run(args) -> int:
     m = {k: C.med(v) for k, v in times.items()}
 
     print(f"{'variant':12s} {'median s':>9s} {'min s':>8s} {'max s':>8s} {'runs':>4s} {'words/s':>9s}")
-    for k in ("ours", "ours-inner", "naive", "bare"):
+    for k in ("ours", "ours-ckpt0", "ours-inner", "naive", "bare"):
         print(f"{k:12s} {m[k]:9.3f} {min(times[k]):8.3f} {max(times[k]):8.3f} {len(times[k]):4d} "
               f"{n_words / m[k]:9.0f}")
     b = {k: min(v) for k, v in times.items()}
@@ -267,6 +283,8 @@ def _run(args) -> int:
                  m["ours-inner"] / m["bare"], "<= 1.2x", m["ours-inner"] / m["bare"] <= 1.2)
     C.ratio_line("time ours end to end (+ tokenization, alignment, publish) / bare forward",
                  m["ours"] / m["bare"], "<= 1.2x", m["ours"] / m["bare"] <= 1.2)
+    C.ratio_line("time ours with a checkpoint after every chunk (PROBE_CHECKPOINT_SECONDS=0) / bare forward",
+                 m["ours-ckpt0"] / m["bare"], "<= 1.2x", m["ours-ckpt0"] / m["bare"] <= 1.2)
     C.ratio_line("forward GFLOP/s / float32 matmul GFLOP/s", fwd_rate / mm_rate, ">= 0.50x",
                  fwd_rate / mm_rate >= 0.5)
     useful_rate = useful / m["bare"] / 1e9

@@ -679,29 +679,9 @@ def _describe(task: str) -> str:
             f"train/dev/test, seeded subsample as train@N[sSEED]")
 
 
-@register_corpus
-class XtremePosCorpus(XtremeCorpus):
-    task = "pos"
-    name = "xtreme-pos"
-    description = _describe("pos")
-
-
-@register_corpus
-class XtremeNerCorpus(XtremeCorpus):
-    task = "ner"
-    name = "xtreme-ner"
-    description = _describe("ner")
-
-
-@register_corpus
-class XtremeXnliCorpus(XtremeCorpus):
-    task = "xnli"
-    name = "xtreme-xnli"
-    description = _describe("xnli")
-
-
-@register_corpus
-class XtremePawsxCorpus(XtremeCorpus):
-    task = "pawsx"
-    name = "xtreme-pawsx"
-    description = _describe("pawsx")
+# One registered corpus per task in XTREME_TASKS (xtreme-pos, xtreme-ner, ...): a new task
+# needs only its TaskDef.
+for _task in XTREME_TASKS:
+    register_corpus(type(f"Xtreme{_task.title()}Corpus", (XtremeCorpus,),
+                         {"task": _task, "name": corpus_name(_task), "description": _describe(_task),
+                          "__module__": __name__}))
