@@ -7,6 +7,7 @@ and compared by their medians (the machines these run on are shared and noisy).
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import platform
@@ -161,6 +162,23 @@ def target_line(kind: str, what: str, value: float, unit: str, target: str, hold
     line = f"{kind} {what}: {value:.3f} {unit} (target {target}: {verdict})"
     print(line, flush=True)
     return line
+
+
+def parser(doc: str, *, home: str, quick: str, threads: bool = False) -> argparse.ArgumentParser:
+    """The options every benchmark shares: ``--home`` (PROBE_HOME), ``--quick`` (smoke run)
+    and, with ``threads=True``, ``--threads`` (torch threads; ``--quick`` uses 1)."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--home", default=None, help=home)
+    p.add_argument("--quick", action="store_true", help=quick)
+    if threads:
+        p.add_argument("--threads", type=int, default=None,
+                       help="torch threads (default: torch's default; --quick: 1)")
+    return p
+
+
+def threads_for(args) -> int | None:
+    """The torch thread count a benchmark runs with (see :func:`parser`)."""
+    return args.threads or (1 if args.quick else None)
 
 
 @contextlib.contextmanager

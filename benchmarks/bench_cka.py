@@ -222,7 +222,7 @@ def layer_matrices(args, rounds: int) -> None:
 
 # ----------------------------------------------------------------------------- main
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = C.parser(__doc__, home="PROBE_HOME with (or for) the PUD entries", quick="smoke run: tiny sizes")
     p.add_argument("--n", default="2000,5000,20000", help="row counts (default 2000,5000,20000)")
     p.add_argument("--d", default="384,768", help="widths (default 384,768)")
     p.add_argument("--rounds", type=int, default=3, help="timed rounds (default 3)")
@@ -232,9 +232,7 @@ def main(argv=None) -> int:
                    help="a variant whose first call takes longer is not repeated (default 30)")
     p.add_argument("--model", default="e5-small-q4", help="encoder of the layer matrices (tiny: smoke)")
     p.add_argument("--lang", default="de", help="second PUD language of the matrix (default de)")
-    p.add_argument("--home", default=None, help="PROBE_HOME with (or for) the PUD entries")
     p.add_argument("--no-matrix", action="store_true", help="skip the PUD layer matrices")
-    p.add_argument("--quick", action="store_true", help="smoke run: tiny sizes")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:

@@ -25,7 +25,6 @@ the real (padded) batches, CPU attention kernels included.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import shutil
@@ -149,7 +148,9 @@ def _flops(model, batches) -> int:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = C.parser(__doc__, home="PROBE_HOME holding the converted model (default $PROBE_HOME or "
+                                   "/tmp/benchhome); cache writes go to throwaway directories",
+                 quick="smoke run: 24 sentences, 2 rounds", threads=True)
     p.add_argument("--model", default="e5-small-q4", help="encoder (tiny[@max_positions]: tests' random "
                                                           "encoder on a random corpus, smoke runs only)")
     p.add_argument("--lang", default="en", help="PUD language (default en)")
@@ -158,14 +159,8 @@ def main(argv=None) -> int:
     p.add_argument("--naive-rounds", type=int, default=3,
                    help="rounds of the slow naive loop, within the first rounds (default 3)")
     p.add_argument("--batch-tokens", type=int, default=None, help="default: the extractor's default")
-    p.add_argument("--home", default=None, help="PROBE_HOME holding the converted model (default "
-                                                "$PROBE_HOME or /tmp/benchhome); cache writes go to "
-                                                "throwaway directories")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch threads (default: torch's default; --quick: 1)")
-    p.add_argument("--quick", action="store_true", help="smoke run: 24 sentences, 2 rounds")
     args = p.parse_args(argv)
-    with C.torch_threads(args.threads or (1 if args.quick else None)):
+    with C.torch_threads(C.threads_for(args)):
         return _run(args)
 
 

@@ -169,14 +169,13 @@ def _layer_bytes(e) -> int:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = C.parser(__doc__, home="PROBE_HOME with (or for) the cache entries",
+                 quick="smoke run: tiny random encoder, PUD en/de only")
     p.add_argument("--model", default="e5-small-q4", help="encoder (tiny: tests' random encoder, smoke only)")
     p.add_argument("--lang", default="de", help="target language(s) of probe layers (default de)")
     p.add_argument("--tasks", default="upos,deprel,langid", help="probe layers --tasks (default: all)")
     p.add_argument("--n-boot", type=int, default=1000, help="probe layers --n-boot (default 1000)")
     p.add_argument("--no-tatoeba", action="store_true", help="probe layers --no-tatoeba")
-    p.add_argument("--home", default=None, help="PROBE_HOME with (or for) the cache entries")
-    p.add_argument("--quick", action="store_true", help="smoke run: tiny random encoder, PUD en/de only")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:

@@ -17,7 +17,6 @@ Fit times only (prediction is a single matmul for all three).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 import warnings
@@ -43,16 +42,13 @@ def _entries(args):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = C.parser(__doc__, home="PROBE_HOME with (or for) the cache entries", quick="smoke run (tiny sizes)",
+                 threads=True)
     p.add_argument("--model", default="e5-small-q4", help="encoder (tiny: tests' random encoder, smoke only)")
     p.add_argument("--max-train-words", type=int, default=None, help="random subset of the training words")
     p.add_argument("--layers", default=None, help="comma-separated layers (default: all)")
-    p.add_argument("--home", default=None, help="PROBE_HOME with (or for) the cache entries")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch threads (default: torch's default; --quick: 1)")
-    p.add_argument("--quick", action="store_true", help="smoke run (tiny sizes)")
     args = p.parse_args(argv)
-    with C.torch_threads(args.threads or (1 if args.quick else None)):
+    with C.torch_threads(C.threads_for(args)):
         return _run(args)
 
 
