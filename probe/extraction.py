@@ -6,7 +6,8 @@ SentencePiece ``▁`` piece is never used when the word has a content piece) →
 sentences longer than the model's limit into overlapping word windows (each word is
 taken from the window where it has the most context on both sides) → sort by length,
 batch under a token budget → forward under ``torch.inference_mode`` → pool pieces to
-words with one ``index_add`` per batch → write resumable chunks → publish the entry.
+words with one ``index_add`` per batch → keep resumable chunks (on disk every
+:data:`CHECKPOINT_SECONDS` and at once on an error or interrupt) → publish the entry.
 
 >>> entry = extract("e5-small-q4", "pud", "de")      # doctest: +SKIP
 >>> entry.layer(0).shape                              # [n_words, 384], 0 = embeddings
