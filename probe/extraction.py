@@ -31,7 +31,7 @@ POOLINGS = ("first", "mean", "last")
 EXTRACTOR_VERSION = "1"
 DEFAULT_BATCH_TOKENS = 1024
 # Entries up to this size (all layers, float16) are assembled in memory before writing
-# (peak memory of the publish: about twice this, the chunks plus the assembled layers).
+# (peak memory of the publish: about this much for the chunks, plus two layers in flight).
 IN_RAM_ENTRY_BYTES = 256 << 20
 # Finished chunks of such entries are written to disk (for resumption) in one batch once
 # this many seconds have passed since the last write, and at once on any error or
