@@ -9,8 +9,9 @@ Variants, timed in this process in alternating order (medians of ``--rounds``):
   written to disk (npz, fsync) at once, as for entries too large to keep in memory; by
   default a run this short keeps its chunks in memory and writes none (see
   ``probe.extraction.CHECKPOINT_SECONDS``);
-- ``ours-inner``: its inner loop only: forward + pooling (``_forward_batch``) + chunk writes
-  (in a background thread, as in the extractor);
+- ``ours-inner``: its inner loop only: forward + pooling (``_forward_batch``) + a chunk
+  write after every chunk in a background thread (the extractor's loop with
+  ``PROBE_CHECKPOINT_SECONDS=0``);
 - ``naive``: a per-sentence Hugging Face loop (tokenize one sentence with
   ``is_split_into_words``, forward with ``output_hidden_states=True``, first piece of each
   word via ``word_ids``, append to Python lists);
@@ -31,6 +32,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
@@ -70,7 +72,8 @@ def _batches(encoder, data, batch_tokens):
 
 def _inner_loop(encoder, tok, batch_tokens, workdir: Path):
     """extract_corpus's loop body: forward + pooling + one chunk file per token budget,
-    written by one background thread while the next chunk's forward runs (as there)."""
+    written by one background thread while the next chunk's forward runs (as there with
+    a checkpoint after every chunk)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from probe.extraction import _forward_batch, plan_batches
@@ -98,13 +101,12 @@ def _inner_loop(encoder, tok, batch_tokens, workdir: Path):
 def _write_chunk(path, parts):
     import numpy as np
 
-    with open(path, "wb") as f:
-        np.savez(f, vecs=np.concatenate([p[0] for p in parts], axis=1),  # float16 already
-                 words=np.concatenate([p[1] for p in parts]),
-                 first=np.concatenate([p[2] for p in parts], axis=1),
-                 first_sent=np.concatenate([p[3] for p in parts]))
-        f.flush()
-        os.fsync(f.fileno())
+    from probe.cache import atomic_save_npz
+
+    atomic_save_npz(path, vecs=np.concatenate([p[0] for p in parts], axis=1),  # float16 already
+                    words=np.concatenate([p[1] for p in parts]),
+                    first=np.concatenate([p[2] for p in parts], axis=1),
+                    first_sent=np.concatenate([p[3] for p in parts]))
 
 
 def _naive(encoder, data):
@@ -216,15 +218,8 @@ def _run(args) -> int:
         extract_corpus(spec, data, batch_tokens=batch_tokens, device="cpu", progress=False, encoder=encoder)
 
     def ours_ckpt0():
-        old = os.environ.get("PROBE_CHECKPOINT_SECONDS")
-        os.environ["PROBE_CHECKPOINT_SECONDS"] = "0"
-        try:
+        with mock.patch.dict(os.environ, {"PROBE_CHECKPOINT_SECONDS": "0"}):
             ours()
-        finally:
-            if old is None:
-                del os.environ["PROBE_CHECKPOINT_SECONDS"]
-            else:
-                os.environ["PROBE_CHECKPOINT_SECONDS"] = old
 
     def inner():
         _inner_loop(encoder, tok, batch_tokens, scratch[-1])
@@ -235,7 +230,8 @@ def _run(args) -> int:
     _naive(encoder, dataclasses.replace(data, sentences=data.sentences[:5]))
     flops = _flops(encoder.model, batches)
 
-    variants = {"ours": ours, "ours-ckpt0": ours_ckpt0, "ours-inner": inner, "naive": lambda: _naive(encoder, data), "bare": bare,
+    variants = {"ours": ours, "ours-ckpt0": ours_ckpt0, "ours-inner": inner,
+                "naive": lambda: _naive(encoder, data), "bare": bare,
                 "matmul": matmul}
     try:
         times = C.interleaved(variants, args.rounds, setup={"ours": new_home, "ours-ckpt0": new_home,

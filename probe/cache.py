@@ -18,10 +18,12 @@ so an interrupted extraction resumes) and published with one atomic ``rename``.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,13 +73,25 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+@contextlib.contextmanager
+def atomic_open(path: Path) -> Iterator:
+    """A binary file that appears at ``path`` only once it is complete and fsynced
+    (written as a hidden temporary beside it, then renamed); removed on any error."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_open(path) as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def atomic_write_json(path: Path, obj, default=None) -> None:
@@ -95,21 +109,19 @@ def human_bytes(n: float) -> str:
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_open(path) as f:
+        np.save(f, array)  # any dtype (probe classes may be strings or objects)
 
 
-def write_npy(path: Path, array: np.ndarray) -> str:
-    """Write ``array`` as a ``.npy`` file, fsynced, and return the file's sha256.
+def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
+    """``np.savez(path, **arrays)``, atomically (see :func:`atomic_open`)."""
+    with atomic_open(path) as f:
+        np.savez(f, **arrays)
 
-    Not atomic by itself: for files inside a directory that is published by one rename.
-    The checksum is taken from the bytes in memory as they are written, so the file is
-    never read back; the bytes are exactly ``np.save``'s.
-    """
+
+def _write_npy_to(f, array: np.ndarray) -> str:
+    """Write ``array`` to the open binary file ``f`` in ``np.save``'s exact format and
+    return the sha256 of the bytes written, taken from memory (never read back)."""
     import io
 
     array = np.ascontiguousarray(array)
@@ -118,12 +130,21 @@ def write_npy(path: Path, array: np.ndarray) -> str:
     h = hashlib.sha256(head.getvalue())
     body = memoryview(array.reshape(-1)).cast("B") if array.size else b""
     h.update(body)  # hashlib releases the GIL on large buffers, so writers can overlap
+    f.write(head.getvalue())
+    f.write(body)
+    return h.hexdigest()
+
+
+def write_npy(path: Path, array: np.ndarray) -> str:
+    """Write ``array`` as a ``.npy`` file, fsynced, and return the file's sha256.
+
+    Not atomic by itself: for files inside a directory that is published by one rename.
+    """
     with open(path, "wb") as f:
-        f.write(head.getvalue())
-        f.write(body)
+        sha = _write_npy_to(f, array)
         f.flush()
         os.fsync(f.fileno())
-    return h.hexdigest()
+    return sha
 
 
 class CacheEntry:
@@ -335,13 +356,7 @@ class EntryBuilder:
             return False
 
     def write_chunk(self, i: int, **arrays: np.ndarray) -> None:
-        p = self.chunk_path(i)
-        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
+        atomic_save_npz(self.chunk_path(i), **arrays)
 
     def read_chunk(self, i: int):
         return np.load(self.chunk_path(i))

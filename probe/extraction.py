@@ -499,8 +499,7 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
         save_unsaved_now()
         raise
     bar.close()
-    if not publish:
-        save(unsaved)
+    if not publish:  # every chunk was written (no checkpoint interval without a publish)
         return None
     missing = [i for i in range(len(chunks)) if i not in kept and not builder.has_chunk(i)]
     if missing:
@@ -521,18 +520,16 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
 
         seen = np.zeros(n_total, dtype=bool)
         first = new_array("sent_first.npy", (n_layers, n_sent, H))
-        if in_ram:
-            # Every chunk in memory (bounded by IN_RAM_ENTRY_BYTES); each layer is then
-            # assembled by its own publish task below.
-            zs = [chunk(i) for i in range(len(chunks))]
-            layers = [None] * n_layers
-        else:
-            # One chunk at a time into the memmaps: memory stays bounded by a chunk.
-            zs = []
-            layers = [new_array(f"layer_{l:02d}.npy", (n_total, H)) for l in range(n_layers)]
+        # In memory, every chunk is kept (bounded by IN_RAM_ENTRY_BYTES) and each layer is
+        # assembled by its own publish task below; through memmaps, chunks are scattered
+        # one at a time, so memory stays bounded by a chunk.
+        zs = []
+        layers = [None if in_ram else new_array(f"layer_{l:02d}.npy", (n_total, H)) for l in range(n_layers)]
         for i in range(len(chunks)):
-            z = zs[i] if in_ram else chunk(i)
-            if not in_ram:
+            z = chunk(i)
+            if in_ram:
+                zs.append(z)
+            else:
                 for l in range(n_layers):
                     layers[l][z["words"]] = z["vecs"][l]
             first[:, z["first_sent"]] = z["first"]
