@@ -15,7 +15,11 @@ Variants, timed in this process in alternating order (medians of ``--rounds``):
 - ``naive``: a per-sentence Hugging Face loop (tokenize one sentence with
   ``is_split_into_words``, forward with ``output_hidden_states=True``, first piece of each
   word via ``word_ids``, append to Python lists);
-- ``bare``: the model's forward pass alone over the very batches ``ours`` runs;
+- ``bare``: the model's forward pass alone over the very batches ``ours`` runs, run the same
+  way (on CPU: ``probe.extraction.CPU_WORKERS`` batches at once, each with its share of
+  torch's threads; ``--workers`` overrides);
+- ``bare-1``: the same forward passes one batch at a time with all of torch's threads (the
+  usual loop; reported for reference);
 - ``matmul``: a float32 ``[batch_tokens, H] @ [H, 4H]`` matmul, the machine's reference rate.
 
 FLOPs of the forward pass are counted with ``torch.utils.flop_counter.FlopCounterMode`` on
@@ -70,20 +74,22 @@ def _batches(encoder, data, batch_tokens):
     return tok, out
 
 
-def _inner_loop(encoder, tok, batch_tokens, workdir: Path):
-    """extract_corpus's loop body: forward + pooling + one chunk file per token budget,
-    written by one background thread while the next chunk's forward runs (as there with
-    a checkpoint after every chunk)."""
+def _inner_loop(encoder, tok, batch_tokens, workdir: Path, workers: int):
+    """extract_corpus's loop body: forward + pooling (``workers`` batches at once) + one
+    chunk file per token budget, written by one background thread while the next chunk's
+    forward runs (as there with a checkpoint after every chunk)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from probe.extraction import _forward_batch, plan_batches
+    from probe.extraction import _forward_batch, _in_order, plan_batches
 
     lengths = [len(u.input_ids) for u in tok.units]
     pad = encoder.tokenizer.pad_token_id if encoder.tokenizer.pad_token_id is not None else 0
     parts, cur_tok, k, pending = [], 0, 0, None
+    plan = plan_batches(lengths, batch_tokens)
+    results = _in_order(lambda b: _forward_batch(encoder, [tok.units[u] for u in b], "cpu", pad), plan, workers)
     with ThreadPoolExecutor(max_workers=1) as writer:
-        for b in plan_batches(lengths, batch_tokens):
-            parts.append(_forward_batch(encoder, [tok.units[u] for u in b], "cpu", pad))
+        for b in plan:
+            parts.append(next(results))
             cur_tok += sum(lengths[i] for i in b)
             if cur_tok >= batch_tokens:
                 if pending is not None:
@@ -161,6 +167,9 @@ def main(argv=None) -> int:
     p.add_argument("--naive-rounds", type=int, default=3,
                    help="rounds of the slow naive loop, within the first rounds (default 3)")
     p.add_argument("--batch-tokens", type=int, default=None, help="default: the extractor's default")
+    p.add_argument("--workers", type=int, default=None,
+                   help="batches at once on CPU (default: the extractor's choice, see "
+                        "probe.extraction.resolve_workers)")
     args = p.parse_args(argv)
     with C.torch_threads(C.threads_for(args)):
         return _run(args)
@@ -173,9 +182,11 @@ def _run(args) -> int:
 
     import torch
 
-    from probe.extraction import DEFAULT_BATCH_TOKENS, extract_corpus
+    from probe.extraction import DEFAULT_BATCH_TOKENS, _in_order, extract_corpus, resolve_workers
+    from probe.threads import torch_threads
 
     batch_tokens = args.batch_tokens or DEFAULT_BATCH_TOKENS
+    workers, intra_op = resolve_workers("cpu", args.workers)
     C.print_machine("bench_extraction")
     spec = C.resolve_model(args.model)
     encoder = spec.load()
@@ -189,17 +200,26 @@ def _run(args) -> int:
           f"{data.name}/{data.lang}/{data.split}: {len(data.sentences)} sentences, {n_words} words, "
           f"{n_tokens} tokens in {len(batches)} batches of <= {batch_tokens} tokens "
           f"({n_padded - n_tokens} padding); {args.rounds} rounds ({min(args.rounds, args.naive_rounds)} of "
-          f"the naive loop)")
+          f"the naive loop); ours and bare: {workers} batch(es) at once x {intra_op} torch thread(s), "
+          f"bare-1 and naive: 1 x {torch.get_num_threads()}")
 
     H = encoder.hidden
     rows = min(batch_tokens, 8192)
     A, B = torch.randn(rows, H), torch.randn(H, 4 * H)
     mm_reps = 20
 
-    def bare():
+    def forward(batch):
         with torch.inference_mode():
-            for ids, att in batches:
-                encoder.model(input_ids=ids, attention_mask=att, output_hidden_states=True)
+            encoder.model(input_ids=batch[0], attention_mask=batch[1], output_hidden_states=True)
+
+    def bare_1():
+        for b in batches:
+            forward(b)
+
+    def bare():
+        with torch_threads(intra_op):
+            for _ in _in_order(forward, batches, workers):
+                pass
 
     def matmul():
         for _ in range(mm_reps):
@@ -215,23 +235,26 @@ def _run(args) -> int:
         scratch.append(Path(tempfile.mkdtemp(prefix="bench-inner-")))
 
     def ours():
-        extract_corpus(spec, data, batch_tokens=batch_tokens, device="cpu", progress=False, encoder=encoder)
+        extract_corpus(spec, data, batch_tokens=batch_tokens, device="cpu", progress=False, encoder=encoder,
+                       workers=workers)
 
     def ours_ckpt0():
         with mock.patch.dict(os.environ, {"PROBE_CHECKPOINT_SECONDS": "0"}):
             ours()
 
     def inner():
-        _inner_loop(encoder, tok, batch_tokens, scratch[-1])
+        with torch_threads(intra_op):
+            _inner_loop(encoder, tok, batch_tokens, scratch[-1], workers)
 
     # warm-up (oneDNN kernels, allocator): every variant once, untimed
     bare()
+    bare_1()
     matmul()
     _naive(encoder, dataclasses.replace(data, sentences=data.sentences[:5]))
     flops = _flops(encoder.model, batches)
 
     variants = {"ours": ours, "ours-ckpt0": ours_ckpt0, "ours-inner": inner,
-                "naive": lambda: _naive(encoder, data), "bare": bare,
+                "naive": lambda: _naive(encoder, data), "bare": bare, "bare-1": bare_1,
                 "matmul": matmul}
     try:
         times = C.interleaved(variants, args.rounds, setup={"ours": new_home, "ours-ckpt0": new_home,
@@ -246,7 +269,7 @@ def _run(args) -> int:
     m = {k: C.med(v) for k, v in times.items()}
 
     print(f"{'variant':12s} {'median s':>9s} {'min s':>8s} {'max s':>8s} {'runs':>4s} {'words/s':>9s}")
-    for k in ("ours", "ours-ckpt0", "ours-inner", "naive", "bare"):
+    for k in ("ours", "ours-ckpt0", "ours-inner", "naive", "bare", "bare-1"):
         print(f"{k:12s} {m[k]:9.3f} {min(times[k]):8.3f} {max(times[k]):8.3f} {len(times[k]):4d} "
               f"{n_words / m[k]:9.0f}")
     b = {k: min(v) for k, v in times.items()}
@@ -268,6 +291,8 @@ def _run(args) -> int:
           f"useful (non-padding) work ~{useful / 1e9:.1f} GFLOP (scaled by the token share: exact for "
           f"the linear layers) -> bare forward ~{useful / m['bare'] / 1e9:.1f}, naive loop "
           f"~{useful / m['naive'] / 1e9:.1f} useful GFLOP/s")
+    print(f"batches side by side: bare-1 / bare = {m['bare-1'] / m['bare']:.2f}x ({workers} x {intra_op} "
+          f"threads vs 1 x {torch.get_num_threads()}); naive / bare-1 = {m['naive'] / m['bare-1']:.2f}x")
     C.ratio_line("words/s ours (extract_corpus, end to end) / naive per-sentence loop",
                  m["naive"] / m["ours"], ">= 2.5x", m["naive"] / m["ours"] >= 2.5)
     C.ratio_line("time ours inner loop (forward + pooling + chunk writes) / bare forward",

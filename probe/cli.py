@@ -46,7 +46,8 @@ def cmd_extract(args) -> int:
         if hit is None and encoder is None:
             encoder = spec.load()
         entry = hit or extract_corpus(spec, data, pooling=args.pooling, batch_tokens=args.batch_tokens,
-                                      device=args.device, progress=not args.quiet, encoder=encoder)
+                                      device=args.device, progress=not args.quiet, encoder=encoder,
+                                      workers=args.workers)
         state = "cached" if hit else "built"
         print(f"{state:6s} {entry.path}  [{entry.n_layers} layers x {entry.n_words} words x "
               f"{entry.hidden}] {entry.n_sentences} sentences")
@@ -178,6 +179,7 @@ def cmd_layers(args) -> int:
 
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
+    from .extraction import DEFAULT_BATCH_TOKENS
     p = argparse.ArgumentParser(
         prog="probe",
         description="Layer-probing toolkit for multilingual encoders. " + LAYER_NOTE,
@@ -201,8 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "see `probe data ls`)")
     ex.add_argument("--pooling", default="first", choices=["first", "mean", "last"],
                     help="subword-to-word pooling (default: first content piece)")
-    ex.add_argument("--batch-tokens", type=int, default=8192,
-                    help="token budget per forward batch, padding included (default: 8192)")
+    ex.add_argument("--batch-tokens", type=int, default=DEFAULT_BATCH_TOKENS,
+                    help=f"token budget per forward batch, padding included (default: {DEFAULT_BATCH_TOKENS})")
+    ex.add_argument("--workers", type=int, default=None,
+                    help="batches run at once on CPU, each with an equal share of torch's threads "
+                         "(default: 2 when torch has >= 2 threads; accelerators: 1)")
     ex.add_argument("--device", default="auto", help="cuda, mps, cpu or auto (default: auto)")
     ex.add_argument("--quiet", action="store_true", help="no progress bar")
 

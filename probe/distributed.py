@@ -53,6 +53,7 @@ from typing import Callable
 
 from probe.errors import ProbeError
 from probe.extraction import DEFAULT_BATCH_TOKENS, POOLINGS
+from probe.threads import torch_threads
 
 __all__ = ["extract_distributed", "DistInfo", "dist_info", "main"]
 
@@ -166,19 +167,13 @@ def extract_distributed(model, corpus, lang: str | None = None, split: str | Non
 
     Returns the published :class:`~probe.cache.CacheEntry` on every rank.
     """
-    import torch
-
     if pooling not in POOLINGS:
         raise ProbeError(f"unknown pooling {pooling!r}; choose from {', '.join(POOLINGS)}")
     info = dist_info()
     log = log or _log_line
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(int(threads) if threads else max(1, _cores() // max(1, info.local_world)))
-    try:
+    with torch_threads(int(threads) if threads else max(1, _cores() // max(1, info.local_world))):
         return _extract(model, corpus, lang, split, pooling, batch_tokens, device, progress, backend,
                         log, info)
-    finally:
-        torch.set_num_threads(old_threads)
 
 
 def _log_line(msg: str) -> None:

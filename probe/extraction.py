@@ -26,6 +26,7 @@ import numpy as np
 from . import __version__
 from .cache import FORMAT_VERSION, CacheEntry, CacheKey, EntryBuilder, atomic_write_json, open_entry
 from .errors import ProbeError
+from .threads import torch_threads
 
 POOLINGS = ("first", "mean", "last")
 EXTRACTOR_VERSION = "1"
@@ -39,6 +40,12 @@ IN_RAM_ENTRY_BYTES = 256 << 20
 # power loss loses at most this much work. $PROBE_CHECKPOINT_SECONDS overrides it (0 =
 # write every chunk as soon as it is done, the behaviour for larger entries).
 CHECKPOINT_SECONDS = 10.0
+# On CPU, this many batches run at once, each in its own thread with an equal share of
+# torch's intra-op threads: the matrix products of a small encoder (e5-small: 384 wide,
+# batches of ~1k tokens) gain little from splitting one op across cores, while whole
+# batches side by side keep every core busy and overlap the Python and pooling work
+# between ops. Measured in benchmarks/README.md (section 1).
+CPU_WORKERS = 2
 
 
 @dataclass
@@ -104,6 +111,51 @@ def _checkpoint_seconds() -> float:
     if not value >= 0:
         raise ProbeError(f"PROBE_CHECKPOINT_SECONDS={raw!r}: expected a number of seconds >= 0")
     return value
+
+
+def resolve_workers(device: str, workers: int | None = None) -> tuple[int, int]:
+    """``(batches run at once, torch intra-op threads during the run)`` for ``device``.
+
+    ``workers=None`` picks :data:`CPU_WORKERS` on CPU when torch has at least that many
+    threads, else 1; accelerators always run one batch at a time on the calling thread.
+    The threads torch has are split evenly between the workers.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    if workers is None:
+        workers = CPU_WORKERS if device == "cpu" and threads >= CPU_WORKERS else 1
+    elif isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ProbeError(f"workers={workers!r}: expected a whole number >= 1")
+    if device != "cpu":
+        workers = 1
+    return workers, max(1, threads // workers)
+
+
+def _in_order(fn, items, workers: int):
+    """``fn(item)`` for every item, yielded in order; with ``workers > 1`` up to that many
+    calls run at once on worker threads (torch releases the GIL inside its ops) and one
+    more is queued. Closing the generator early (an error or an interrupt in the caller)
+    cancels the queued calls and waits for the running ones."""
+    if workers <= 1:
+        for item in items:
+            yield fn(item)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="probe-forward") as pool:
+        queue = deque()
+        try:
+            for item in items:
+                queue.append(pool.submit(fn, item))
+                if len(queue) > workers:
+                    yield queue.popleft().result()
+            while queue:
+                yield queue.popleft().result()
+        finally:
+            for future in queue:
+                future.cancel()
 
 
 def _token_id(tokenizer, token: str) -> int | None:
@@ -359,11 +411,13 @@ def cache_key(spec, corpus, pooling: str, max_length: int | None = None) -> Cach
 
 def extract(model, corpus: str, lang: str, split: str | None = None, *, pooling: str = "first",
             batch_tokens: int = DEFAULT_BATCH_TOKENS, device: str | None = None,
-            progress: bool = True, encoder=None) -> CacheEntry:
+            progress: bool = True, encoder=None, workers: int | None = None) -> CacheEntry:
     """Extract (or open from cache) every layer's word vectors of one corpus split.
 
     ``model`` is a name (see :mod:`probe.encoders`) or an :class:`~probe.encoders.EncoderSpec`.
-    Returns the :class:`~probe.cache.CacheEntry`; a cache hit loads no model.
+    ``workers``: batches run at once on CPU (default :data:`CPU_WORKERS` when torch has
+    that many threads; see :func:`resolve_workers`). Returns the
+    :class:`~probe.cache.CacheEntry`; a cache hit loads no model.
     """
     from .data import get_corpus
     from .encoders import resolve_encoder
@@ -374,18 +428,19 @@ def extract(model, corpus: str, lang: str, split: str | None = None, *, pooling:
     cdef = get_corpus(corpus)
     data = cdef.load(lang, split or cdef.splits[0], progress=progress)
     return extract_corpus(spec, data, pooling=pooling, batch_tokens=batch_tokens, device=device,
-                          progress=progress, encoder=encoder)
+                          progress=progress, encoder=encoder, workers=workers)
 
 
 def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DEFAULT_BATCH_TOKENS,
                    device: str | None = None, progress: bool = True, encoder=None,
-                   shard: tuple[int, int] | None = None, publish: bool = True) -> CacheEntry | None:
+                   shard: tuple[int, int] | None = None, publish: bool = True,
+                   workers: int | None = None) -> CacheEntry | None:
     """Like :func:`extract` for an already loaded corpus (a ``probe.data.Corpus``).
 
     ``shard=(rank, world)`` computes only the chunks ``i`` with ``i % world == rank``
     (chunks are planned deterministically, so shards from several processes combine into
     exactly the single-process entry); ``publish=False`` stops after writing chunks and
-    returns None. :mod:`probe.distributed` uses both.
+    returns None. :mod:`probe.distributed` uses both. ``workers``: as for :func:`extract`.
     """
     if not data.sentences:
         raise ProbeError(f"corpus {data.name}/{data.lang}/{data.split} has no sentences")
@@ -399,8 +454,9 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
     from .encoders import pick_device
 
     t0 = time.time()
-    encoder = encoder or spec.load()
     device = pick_device(device)
+    workers, intra_op = resolve_workers(device, workers)
+    encoder = encoder or spec.load()
     encoder.model.to(device)
     sentences_words = [s.words for s in data.sentences]
     n_first = [getattr(s, "n_first", None) for s in data.sentences]
@@ -467,12 +523,17 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
 
     pending, inflight = None, {}
     last_save = time.monotonic()
+    todo = [i for i in range(len(chunks)) if i not in done and i % world == rank]
+
+    def forward(batch):
+        return _forward_batch(encoder, [tok.units[u] for u in batch], device, pad_id)
+
+    results = _in_order(forward, [b for i in todo for b in chunks[i]], workers)
     try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe-chunk-writer") as writer:
-            for i, chunk in enumerate(chunks):
-                if i in done or i % world != rank:
-                    continue
-                parts = [_forward_batch(encoder, [tok.units[u] for u in b], device, pad_id) for b in chunk]
+        with torch_threads(intra_op), \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe-chunk-writer") as writer:
+            for i in todo:
+                parts = [next(results) for _ in chunks[i]]
                 arrays = dict(vecs=np.concatenate([p[0] for p in parts], axis=1),
                               words=np.concatenate([p[1] for p in parts]),
                               first=np.concatenate([p[2] for p in parts], axis=1),
@@ -488,10 +549,12 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
                     unsaved.clear()
                     last_save = time.monotonic()
                 bar.update(len(arrays["words"]))
+            results.close()
             if pending is not None:
                 pending.result()
             pending = None
     except BaseException:
+        results.close()  # stop the forward workers before saving what they finished
         # The writer has finished (the executor's exit waits for it). If its last batch
         # failed, those chunks are retried with the rest.
         if pending is not None and pending.exception() is not None:
@@ -601,6 +664,7 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
             "labels": labels_meta,
             "extractor": {"version": EXTRACTOR_VERSION, "batch_tokens": batch_tokens,
                           "max_length": encoder.max_length, "device": device,
+                          "workers": workers, "intra_op_threads": intra_op,
                           "windowed_sentences": tok.n_windowed,
                           "clipped_words": tok.n_clipped_words + len(tok.clipped_words),
                           "zero_vector_words": tok.clipped_words[:1000],

@@ -90,6 +90,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .errors import ProbeError
+from .threads import torch_threads
 
 __all__ = [
     "AIF",
@@ -734,7 +735,7 @@ class FusionClassifier:
         """Train on ``train_view``; with ``dev_view`` keep the weights of the best epoch."""
         self._check_params()
         started = time.perf_counter()
-        with _threads(self.n_threads), torch.random.fork_rng(devices=[]):
+        with torch_threads(self.n_threads), torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             self._fit(train_view, dev_view)
         self.fit_seconds_ = time.perf_counter() - started
@@ -868,7 +869,7 @@ class FusionClassifier:
     def predict(self, view) -> np.ndarray:
         """Label ids: ``[n_words]`` for tagging (split with ``view.offsets``), else ``[n_sent]``."""
         self._check_fitted()
-        with _threads(self.n_threads):
+        with torch_threads(self.n_threads):
             return self._predict(view)
 
     def predict_sentences(self, view) -> list[np.ndarray]:
@@ -879,7 +880,7 @@ class FusionClassifier:
     def score(self, view) -> float:
         """Accuracy (labelled words or sentences) or entity F1, per ``metric``."""
         self._check_fitted()
-        with _threads(self.n_threads):
+        with torch_threads(self.n_threads):
             return self._score(view, None)
 
     def _score(self, view, sents: np.ndarray | None) -> float:
@@ -919,20 +920,3 @@ def _words_of(offsets: np.ndarray, sents: np.ndarray) -> np.ndarray:
     return np.repeat(starts, lens) + np.arange(int(lens.sum())) - first
 
 
-class _threads:
-    """Temporarily ``torch.set_num_threads(n)``; a no-op for None."""
-
-    def __init__(self, n: int | None):
-        self.n = n
-        self.saved = None
-
-    def __enter__(self):
-        if self.n is not None:
-            self.saved = torch.get_num_threads()
-            torch.set_num_threads(int(self.n))
-        return self
-
-    def __exit__(self, *exc):
-        if self.saved is not None:
-            torch.set_num_threads(self.saved)
-        return False

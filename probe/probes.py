@@ -14,7 +14,6 @@
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from typing import Hashable, Sequence
 
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 from . import stats
 from .errors import ProbeError
 from .similarity import _as_2d
+from .threads import torch_threads
 
 __all__ = ["LinearProbe", "ControlTask", "control_labels", "evaluate"]
 
@@ -126,15 +126,8 @@ class LinearProbe:
 
     # ------------------------------------------------------------------ helpers
 
-    @contextlib.contextmanager
     def _threads(self):
-        old = torch.get_num_threads()
-        if self.n_threads is not None:
-            torch.set_num_threads(int(self.n_threads))
-        try:
-            yield
-        finally:
-            torch.set_num_threads(old)
+        return torch_threads(self.n_threads)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "coef_"):

@@ -282,8 +282,8 @@ def test_short_extraction_writes_no_chunk_files_but_an_interrupt_saves_every_fin
         return real_fwd(*a, **k)
 
     monkeypatch.setattr(ex, "_forward_batch", failing)
-    with pytest.raises(KeyboardInterrupt):
-        ex.extract_corpus(spec, corpus, pooling="mean", batch_tokens=48, progress=False)
+    with pytest.raises(KeyboardInterrupt):  # one worker: the 9th call is the 9th batch
+        ex.extract_corpus(spec, corpus, pooling="mean", batch_tokens=48, progress=False, workers=1)
     partial = next((home / "cache").glob("*/*.partial"))
     sizes = json.loads((partial / "plan.json").read_text())["chunks"]  # batches per chunk
     finished = int(np.searchsorted(np.cumsum([len(c) for c in sizes]), 8, side="right"))
@@ -301,3 +301,54 @@ def test_short_extraction_writes_no_chunk_files_but_an_interrupt_saves_every_fin
     monkeypatch.setenv("PROBE_HOME", str(home / "third"))
     with pytest.raises(ProbeError, match="PROBE_CHECKPOINT_SECONDS"):
         ex.extract_corpus(spec, corpus, batch_tokens=48, progress=False)
+
+
+def test_parallel_batches_give_the_one_worker_entry_and_stop_cleanly_on_an_error(home, monkeypatch, tmp_path):
+    """CPU batches run two at a time (each with half of torch's threads): the entry must be
+    the one-worker entry, results must be taken in plan order, and a failing batch must
+    leave exactly the chunks before it on disk, for a resume to the same entry."""
+    import json
+
+    spec, corpus = tiny_spec(max_positions=64), random_corpus(n=60, seed=3)
+    assert ex.resolve_workers("cpu", 3) == (3, max(1, torch.get_num_threads() // 3))
+    assert ex.resolve_workers("cuda", 4)[0] == 1
+    with pytest.raises(ProbeError, match="workers"):
+        ex.resolve_workers("cpu", 0)
+    threads = torch.get_num_threads()
+    one = ex.extract_corpus(spec, corpus, pooling="mean", batch_tokens=48, progress=False, workers=1)
+    monkeypatch.setenv("PROBE_HOME", str(tmp_path / "two"))
+    two = ex.extract_corpus(spec, corpus, pooling="mean", batch_tokens=48, progress=False, workers=2)
+    assert torch.get_num_threads() == threads  # restored
+    assert two.meta["extractor"]["workers"] == 2 and one.meta["extractor"]["workers"] == 1
+    for name in ("offsets.npy", "layer_00.npy", "layer_02.npy", "sent_mean.npy", "sent_first.npy"):
+        a, b = np.load(one.path / name), np.load(two.path / name)
+        # one float16 step at most (matrix products with 1 vs 2 threads may round
+        # differently); vectors taken out of order would differ by O(1)
+        np.testing.assert_allclose(a.astype(np.float32), b.astype(np.float32), rtol=0, atol=4e-3,
+                                   err_msg=name)
+
+    # Fail on one planned batch (by content, whatever thread runs it).
+    tok = ex.Tokenization(spec.load().tokenizer, [s.words for s in corpus.sentences], 64, "mean")
+    plan = ex.plan_batches([len(u.input_ids) for u in tok.units], 48)
+    bad = {(tok.units[u].sentence, tok.units[u].window) for u in plan[8]}
+    real_fwd = ex._forward_batch
+
+    def failing(encoder, units, *a, **k):
+        if {(u.sentence, u.window) for u in units} == bad:
+            raise RuntimeError("boom in a worker")
+        return real_fwd(encoder, units, *a, **k)
+
+    monkeypatch.setattr(ex, "_forward_batch", failing)
+    monkeypatch.setenv("PROBE_HOME", str(tmp_path / "failing"))
+    with pytest.raises(RuntimeError, match="boom in a worker"):
+        ex.extract_corpus(spec, corpus, pooling="mean", batch_tokens=48, progress=False, workers=2)
+    assert torch.get_num_threads() == threads
+    partial = next((tmp_path / "failing" / "cache").glob("*/*.partial"))
+    sizes = json.loads((partial / "plan.json").read_text())["chunks"]
+    finished = int(np.searchsorted(np.cumsum([len(c) for c in sizes]), 8, side="right"))
+    assert finished >= 2
+    assert sorted(int(p.stem.split("_")[1]) for p in partial.glob("chunk_*.npz")) == list(range(finished))
+    monkeypatch.setattr(ex, "_forward_batch", real_fwd)
+    resumed = ex.extract_corpus(spec, corpus, pooling="mean", batch_tokens=48, progress=False, workers=2)
+    for name in two.meta["files"]:
+        assert (resumed.path / name).read_bytes() == (two.path / name).read_bytes(), name
