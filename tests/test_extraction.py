@@ -352,3 +352,23 @@ def test_parallel_batches_give_the_one_worker_entry_and_stop_cleanly_on_an_error
     resumed = ex.extract_corpus(spec, corpus, pooling="mean", batch_tokens=48, progress=False, workers=2)
     for name in two.meta["files"]:
         assert (resumed.path / name).read_bytes() == (two.path / name).read_bytes(), name
+
+
+def test_sentence_means_are_the_word_order_float32_sums_of_reduceat():
+    rng = np.random.default_rng(7)
+    lengths = np.concatenate([rng.integers(1, 40, 300), [1, 150, 2]])
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    layer = (rng.standard_normal((offsets[-1], 24)) * rng.uniform(0.01, 50, 24)).astype(np.float16)
+    layer[offsets[3]:offsets[4]] = -0.0
+    ref = (np.add.reduceat(layer, offsets[:-1], axis=0, dtype=np.float32)
+           / lengths.astype(np.float32)[:, None]).astype(np.float16)
+    got = ex.SentenceMeans(offsets)(layer)
+    assert got.dtype == np.float16 and got.shape == ref.shape
+    assert np.array_equal(got.view(np.uint16), ref.view(np.uint16))  # same bits, signed zeros too
+    # a sentence without words (first, middle, last) gets zeros; the others are unchanged
+    offs2 = np.concatenate([[0], offsets[:4], offsets[3:], [offsets[-1]]])
+    got2 = ex.SentenceMeans(offs2)(layer)
+    assert not got2[[0, 4, len(got2) - 1]].any()
+    keep = np.delete(np.arange(len(got2)), [0, 4, len(got2) - 1])
+    assert np.array_equal(got2[keep].view(np.uint16), ref.view(np.uint16))
+    assert ex.SentenceMeans(np.zeros(3, dtype=np.int64))(np.zeros((0, 5), np.float16)).shape == (2, 5)
