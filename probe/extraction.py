@@ -392,25 +392,25 @@ class SentenceMeans:
     def __init__(self, offsets: np.ndarray):
         import torch
 
-        lengths = np.diff(np.asarray(offsets, dtype=np.int64))
+        offsets = np.asarray(offsets, dtype=np.int64)
+        lengths = np.diff(offsets)
         self.n_sent = len(lengths)
-        self.order = np.argsort(-lengths, kind="stable")  # longest first
-        sorted_len = lengths[self.order]
-        n_nonempty = int((sorted_len > 0).sum())
-        self.order = self.order[:n_nonempty]
-        self.starts = torch.as_tensor(np.asarray(offsets[:-1], dtype=np.int64)[self.order])
+        order = np.argsort(-lengths, kind="stable")  # longest first
+        order = order[lengths[order] > 0]            # sentences without words stay zero
+        sorted_len = lengths[order]
+        self.rows = torch.as_tensor(order)
+        self.starts = torch.as_tensor(offsets[:-1][order])
+        self.lengths = torch.as_tensor(sorted_len, dtype=torch.float32)[:, None]
         # active[k]: how many sentences (a prefix of the sorted order) have more than k words
-        self.active = np.searchsorted(-sorted_len[:n_nonempty], -np.arange(int(sorted_len[0]) if n_nonempty else 0),
-                                      side="left")
-        self.lengths = torch.as_tensor(sorted_len[:n_nonempty], dtype=torch.float32)[:, None]
-        self.rows = torch.as_tensor(self.order)
+        longest = int(sorted_len[0]) if len(order) else 0
+        self.active = np.searchsorted(-sorted_len, -np.arange(longest), side="left")
 
     def __call__(self, layer: np.ndarray) -> np.ndarray:
         import torch
 
         H = layer.shape[1]
         out = torch.zeros((self.n_sent, H), dtype=torch.float16)
-        if len(self.order):
+        if len(self.rows):
             words = torch.from_numpy(np.asarray(layer))
             acc = words.index_select(0, self.starts).float()
             for k in range(1, len(self.active)):

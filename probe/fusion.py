@@ -918,5 +918,3 @@ def _words_of(offsets: np.ndarray, sents: np.ndarray) -> np.ndarray:
     starts, lens = offsets[sents], offsets[sents + 1] - offsets[sents]
     first = np.repeat(np.cumsum(lens) - lens, lens)
     return np.repeat(starts, lens) + np.arange(int(lens.sum())) - first
-
-
