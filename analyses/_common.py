@@ -112,7 +112,7 @@ def model_record(spec, entry=None) -> dict:
 
 
 def write_json(path: Path, obj: dict) -> Path:
-    from probe.cache import atomic_write_json
+    from probe.files import atomic_write_json
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

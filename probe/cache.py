@@ -18,12 +18,10 @@ so an interrupted extraction resumes) and published with one atomic ``rename``.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import shutil
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Iterator
 import numpy as np
 
 from .errors import CacheError
+from .files import atomic_open, atomic_write_json, sha256_file
 from .paths import cache_dir
 
 FORMAT_VERSION = 1
@@ -63,40 +62,6 @@ class CacheKey:
     def path(self) -> Path:
         name = f"{_slug(self.corpus)}.{_slug(self.lang)}.{_slug(self.split)}.{self.pooling}.{self.digest[:16]}"
         return cache_dir() / _slug(self.model) / name
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-@contextlib.contextmanager
-def atomic_open(path: Path) -> Iterator:
-    """A binary file that appears at ``path`` only once it is complete and fsynced
-    (written as a hidden temporary beside it, then renamed); removed on any error."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    with atomic_open(path) as f:
-        f.write(data)
-
-
-def atomic_write_json(path: Path, obj, default=None) -> None:
-    """``obj`` as indented UTF-8 JSON, written atomically (``default``: as for ``json.dumps``)."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, ensure_ascii=False, default=default) + "\n").encode())
 
 
 def human_bytes(n: float) -> str:

@@ -174,7 +174,7 @@ class CompareResult:
 
     def save(self, out_dir: Path) -> list[Path]:
         """Write ``compare.json``, ``compare.png``/``.pdf`` and each model's ``layers/<model>.json``."""
-        from .cache import atomic_write_json
+        from .files import atomic_write_json
 
         out_dir = Path(out_dir)
         (out_dir / "layers").mkdir(parents=True, exist_ok=True)

@@ -20,9 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from probe.errors import ChecksumError, DownloadError
+from probe.files import atomic_open, atomic_write_json, sha256_file
 from probe.paths import data_dir, data_mirror
 
 __all__ = [
@@ -76,15 +75,6 @@ class RemoteFile:
     def local_path(self) -> Path:
         """Where :func:`fetch` stores it."""
         return data_dir() / self.relpath
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------
@@ -138,22 +128,7 @@ def _record_checksum(relpath: str, digest: str) -> None:
     with _locked(path):
         data = recorded_checksums()
         data[relpath] = digest
-        _write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
-
-
-def _write_atomic(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        atomic_write_json(path, data, indent=2, sort_keys=True)
 
 
 def expected_sha256(remote: RemoteFile) -> str | None:
@@ -271,17 +246,12 @@ def fetch(remote: RemoteFile, *, progress: bool = True) -> Path:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DownloadError(f"cannot create {dest.parent}: {exc}") from exc
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out:
-            if _is_url(source):
-                _download(source, out, digest, label=remote.name, progress=progress)
-            else:
-                _copy_local(Path(source), out, digest)
-            out.flush()
-            os.fsync(out.fileno())
+    digest = hashlib.sha256()
+    with atomic_open(dest) as out:  # a mismatch raised inside: the file never appears
+        if _is_url(source):
+            _download(source, out, digest, label=remote.name, progress=progress)
+        else:
+            _copy_local(Path(source), out, digest)
         got = digest.hexdigest()
         if expected is not None and got != expected:
             how = "pinned" if remote.sha256 else f"recorded in {checksums_path()}"
@@ -289,11 +259,6 @@ def fetch(remote: RemoteFile, *, progress: bool = True) -> Path:
                 f"checksum mismatch for {remote.relpath} from {source}: "
                 f"expected sha256 {expected} ({how}), got {got}; the file was not kept"
             )
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
     if expected is None:
         _record_checksum(remote.relpath, got)
         _notice(

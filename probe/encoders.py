@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import ProbeError
+from .files import atomic_write_json, sha256_file
 from .paths import models_dir, probe_home
 
 AUTO_PREFERRED = "bert-base-multilingual-cased"
@@ -45,20 +46,14 @@ def _hash_file_cached(path: Path) -> str:
     memo_path = probe_home() / "file-hashes.json"
     key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
     try:
-        memo = json.loads(memo_path.read_text())
+        memo = json.loads(memo_path.read_bytes())
     except (OSError, ValueError):
         memo = {}
     if key in memo:
         return memo[key]
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    memo[key] = h.hexdigest()
+    memo[key] = sha256_file(path)
     memo_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = memo_path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(memo, indent=0))
-    os.replace(tmp, memo_path)
+    atomic_write_json(memo_path, memo, indent=0)
     return memo[key]
 
 

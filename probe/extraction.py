@@ -24,8 +24,9 @@ from typing import Sequence
 import numpy as np
 
 from . import __version__
-from .cache import FORMAT_VERSION, CacheEntry, CacheKey, EntryBuilder, atomic_write_json, open_entry
+from .cache import FORMAT_VERSION, CacheEntry, CacheKey, EntryBuilder, open_entry
 from .errors import ProbeError
+from .files import atomic_write_json
 from .threads import torch_threads
 
 POOLINGS = ("first", "mean", "last")

@@ -386,7 +386,7 @@ class LayerResult:
         """Write ``report.json`` and every figure into ``out_dir``; returns the paths."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        from .cache import atomic_write_json
+        from .files import atomic_write_json
 
         rep = out_dir / "report.json"
         atomic_write_json(rep, self.report)

@@ -13,6 +13,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .files import atomic_open  # noqa: E402
+
 LAYER_AXIS = "layer (0 = embeddings, L = last)"
 
 
@@ -58,10 +60,9 @@ def finish(fig, path: Path, meta: dict, title: str) -> list[Path]:
     out = []
     for suffix in (".png", ".pdf"):
         p = path.with_suffix(suffix)
-        tmp = p.with_name(f".{p.stem}.tmp{suffix}")
         md = {"Title": title, "Description" if suffix == ".png" else "Subject": caption}
-        fig.savefig(tmp, metadata=md)
-        tmp.replace(p)
+        with atomic_open(p) as f:
+            fig.savefig(f, format=suffix[1:], metadata=md)
         out.append(p)
     plt.close(fig)
     return out

@@ -1112,7 +1112,7 @@ class FusionResult:
         """Write ``fusion.json``, ``gain_vs_k`` and ``baselines`` figures (.png + .pdf)."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        from .cache import atomic_write_json
+        from .files import atomic_write_json
 
         path = out_dir / "fusion.json"
         atomic_write_json(path, self.report)

@@ -6,7 +6,6 @@ so the three entries are built once per session and shared.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from probe.cache import CacheEntry, iter_entries
+from probe.cache import iter_entries
 from probe.cli import main
 
 pytestmark = pytest.mark.slow

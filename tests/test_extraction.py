@@ -246,7 +246,8 @@ def test_write_npy_is_np_save_with_its_checksum(tmp_path, array):
     import hashlib
     import io
 
-    from probe.cache import sha256_file, write_npy
+    from probe.cache import write_npy
+    from probe.files import sha256_file
 
     ref = io.BytesIO()
     np.save(ref, array)

@@ -11,7 +11,6 @@ import json
 import numpy as np
 import pytest
 
-from probe.cache import CacheEntry
 from probe.data.xtreme import PANX_TAGS, UPOS_TAGS, XNLI_LABELS, entity_f1, label_ids
 from probe.errors import ProbeError
 from probe.extraction import extract_corpus
