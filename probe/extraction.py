@@ -14,6 +14,7 @@ words with one ``index_add`` per batch → keep resumable chunks (on disk every
 """
 from __future__ import annotations
 
+import operator
 import os
 import sys
 import time
@@ -126,8 +127,14 @@ def resolve_workers(device: str, workers: int | None = None) -> tuple[int, int]:
     threads = torch.get_num_threads()
     if workers is None:
         workers = CPU_WORKERS if device == "cpu" and threads >= CPU_WORKERS else 1
-    elif isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ProbeError(f"workers={workers!r}: expected a whole number >= 1")
+    else:
+        try:
+            n = operator.index(workers)  # ints and numpy integers; not floats or bools
+        except TypeError:
+            n = 0
+        if isinstance(workers, bool) or n < 1:
+            raise ProbeError(f"workers={workers!r}: expected a whole number >= 1")
+        workers = n
     if device != "cpu":
         workers = 1
     return workers, max(1, threads // workers)

@@ -313,8 +313,10 @@ def test_parallel_batches_give_the_one_worker_entry_and_stop_cleanly_on_an_error
     spec, corpus = tiny_spec(max_positions=64), random_corpus(n=60, seed=3)
     assert ex.resolve_workers("cpu", 3) == (3, max(1, torch.get_num_threads() // 3))
     assert ex.resolve_workers("cuda", 4)[0] == 1
-    with pytest.raises(ProbeError, match="workers"):
-        ex.resolve_workers("cpu", 0)
+    assert ex.resolve_workers("cpu", np.int64(1)) == (1, torch.get_num_threads())
+    for bad in (0, 1.5, True, "2"):
+        with pytest.raises(ProbeError, match="workers"):
+            ex.resolve_workers("cpu", bad)
     threads = torch.get_num_threads()
     one = ex.extract_corpus(spec, corpus, pooling="mean", batch_tokens=48, progress=False, workers=1)
     monkeypatch.setenv("PROBE_HOME", str(tmp_path / "two"))
