@@ -181,15 +181,3 @@ def threads_for(args) -> int | None:
     return args.threads or (1 if args.quick else None)
 
 
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    """torch intra-op threads set to ``n`` (None: unchanged) for the block, then restored."""
-    import torch
-
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)

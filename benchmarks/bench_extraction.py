@@ -171,7 +171,9 @@ def main(argv=None) -> int:
                    help="batches at once on CPU (default: the extractor's choice, see "
                         "probe.extraction.resolve_workers)")
     args = p.parse_args(argv)
-    with C.torch_threads(C.threads_for(args)):
+    from probe.threads import torch_threads
+
+    with torch_threads(C.threads_for(args)):
         return _run(args)
 
 

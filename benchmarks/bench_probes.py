@@ -48,7 +48,9 @@ def main(argv=None) -> int:
     p.add_argument("--max-train-words", type=int, default=None, help="random subset of the training words")
     p.add_argument("--layers", default=None, help="comma-separated layers (default: all)")
     args = p.parse_args(argv)
-    with C.torch_threads(C.threads_for(args)):
+    from probe.threads import torch_threads
+
+    with torch_threads(C.threads_for(args)):
         return _run(args)
 
 

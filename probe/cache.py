@@ -30,7 +30,7 @@ from typing import Iterator
 import numpy as np
 
 from .errors import CacheError
-from .files import atomic_open, atomic_write_json, sha256_file
+from .files import atomic_open, atomic_write_json, durable_open, sha256_file
 from .paths import cache_dir
 
 FORMAT_VERSION = 1
@@ -105,11 +105,8 @@ def write_npy(path: Path, array: np.ndarray) -> str:
 
     Not atomic by itself: for files inside a directory that is published by one rename.
     """
-    with open(path, "wb") as f:
-        sha = _write_npy_to(f, array)
-        f.flush()
-        os.fsync(f.fileno())
-    return sha
+    with durable_open(path) as f:
+        return _write_npy_to(f, array)
 
 
 class CacheEntry:

@@ -20,6 +20,16 @@ from typing import BinaryIO, Iterator
 
 
 @contextlib.contextmanager
+def durable_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """``open(path, "wb")`` whose bytes are fsynced when the block ends. Not atomic by
+    itself: for files inside a directory published by one rename (or see :func:`atomic_open`)."""
+    with open(path, "wb") as f:
+        yield f
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
 def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """A binary file that appears at ``path`` only once it is complete and fsynced
     (written as a hidden temporary beside it, then renamed); removed on any error,
@@ -27,10 +37,8 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        with open(tmp, "wb") as f:
+        with durable_open(tmp) as f:
             yield f
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
