@@ -101,6 +101,8 @@ __all__ = [
     "ConcatFusion",
     "ScalarMix",
     "DLFAFusion",
+    "FixedGateFusion",
+    "count_parameters",
     "TokenTaggingHead",
     "SequenceClassificationHead",
     "FusionModel",
@@ -115,7 +117,9 @@ __all__ = [
 ]
 
 NORMS = ("layer", "batch", "none")
-METHODS = ("dlfa", "last", "layer", "concat", "scalarmix")
+METHODS = ("dlfa", "dlfa-fixed", "last", "layer", "concat", "scalarmix")
+#: AdamW learning rate of the scalar mix's layer logits (see :class:`ScalarMix`)
+MIX_LR = 0.05
 TASKS = ("tagging", "pair", "sentence")
 IGNORE = -100
 
@@ -333,6 +337,14 @@ class ScalarMix(nn.Module):
     """Baseline (ELMo): ``gamma * sum_i softmax(s)_i * h_i`` over all ``n_layers`` layers.
 
     The weights start uniform (s = 0) and gamma at 1.
+
+    The logits ``s`` need their own, larger learning rate (``FusionClassifier(mix_lr=...)``,
+    default :data:`MIX_LR`): Adam moves a parameter by about ``lr`` per step whatever its
+    gradient's size, so with the head's 1e-3 (pair tasks) and the ~100-400 steps of a probe
+    run the logits can drift by at most ~0.1-0.4, i.e. every weight stays within ~1.5x of
+    1/n_layers (measured: 0.074-0.081 on XNLI and PAWS-X with e5-small-q4) whatever the
+    data say. Weight decay is never applied to them either: it would pull them back to
+    uniform.
     """
 
     def __init__(self, n_layers: int):
@@ -364,6 +376,46 @@ class DLFAFusion(nn.Module):
 
     def forward(self, feats: Feats, mask: Tensor) -> Tensor:
         return self.dlfa(_layer(feats, self.layers[0]), _layer(feats, self.layers[1]), mask)
+
+
+class FixedGateFusion(nn.Module):
+    """Capacity-matched control for DLFA: the layer gate is fixed at 0.5.
+
+    ``forward(feats, mask) -> [B, T, E]``: ``Z = 2 * AIF(W) * (X + Y) / 2`` with
+    ``W = X + Y``, X = the last layer, Y = layer k. It holds the very same :class:`AIF`
+    block as :class:`DLFAFusion` (same parameters, same non-linearity, same head after it),
+    but the two layers always enter with weight 0.5 each: the learned map ``2 * AIF(W)``
+    rescales the *mean* of the layers per feature (it is symmetric in X and Y), so it cannot
+    weigh one layer against the other. With ``AIF(W) = 0.5`` it is exactly the mean.
+
+    Why: DLFA's gate is a small non-linear network, while the ``last``/``layer``/``concat``
+    baselines feed their features straight into a linear head. "DLFA beats layer k" can be
+    that extra non-linear capacity rather than choosing between layers; DLFA minus this
+    control is what the learned *layer choice* adds.
+    """
+
+    def __init__(self, hidden: int, k: int, last: int, r: int = 4, norm: str = "layer",
+                 dropout: float = 0.0):
+        super().__init__()
+        self.layers = (int(last), int(k))
+        self.aif = AIF(hidden, r=r, norm=norm, dropout=dropout)
+
+    def forward(self, feats: Feats, mask: Tensor) -> Tensor:
+        x = _zero_padding(_layer(feats, self.layers[0]), mask)
+        y = _zero_padding(_layer(feats, self.layers[1]), mask)
+        w = x + y
+        # 2 * m * (x + y) / 2: zero wherever x and y are, so padding stays zero
+        return self.aif._attend(w, mask) * w
+
+    def mean(self, feats: Feats, mask: Tensor) -> Tensor:
+        """The fixed-gate fusion itself, ``(X + Y) / 2`` (before the feature rescaling)."""
+        x, y = (_zero_padding(_layer(feats, i), mask) for i in self.layers)
+        return 0.5 * (x + y)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable scalars (``requires_grad``) in ``module``."""
+    return int(sum(p.numel() for p in module.parameters() if p.requires_grad))
 
 
 def _resolve_k(method: str, n_layers: int, k: int | None) -> int | None:
@@ -408,6 +460,8 @@ def build_combiner(method: str, n_layers: int, hidden: int, k: int | None = None
         return ConcatFusion(hidden, kk, last)
     if norm not in NORMS:
         raise ProbeError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
+    if method == "dlfa-fixed":
+        return FixedGateFusion(hidden, kk, last, r=r, norm=norm, dropout=attn_dropout)
     return DLFAFusion(hidden, kk, last, r=r, norm=norm, dropout=attn_dropout)
 
 
@@ -623,10 +677,11 @@ class FusionClassifier:
 
     Parameters
     ----------
-    method : ``"dlfa"`` (last layer fused with layer k through AIF), ``"last"`` (last layer
-        only), ``"layer"`` (layer k only), ``"concat"`` ([last; k] -> Linear) or
-        ``"scalarmix"`` (ELMo mix of all layers).
-    k : the lower layer for ``dlfa``, ``layer`` and ``concat`` (0 = embedding output,
+    method : ``"dlfa"`` (last layer fused with layer k through AIF), ``"dlfa-fixed"``
+        (the capacity-matched control: same AIF block, layer gate fixed at 0.5, see
+        :class:`FixedGateFusion`), ``"last"`` (last layer only), ``"layer"`` (layer k only),
+        ``"concat"`` ([last; k] -> Linear) or ``"scalarmix"`` (ELMo mix of all layers).
+    k : the lower layer for ``dlfa``, ``dlfa-fixed``, ``layer`` and ``concat`` (0 = embedding output,
         negative counts from the end); ignored by ``last`` and ``scalarmix``.
     task : ``"tagging"`` (a label per word), ``"pair"`` (a label per sentence pair, needs
         ``view.segment``) or ``"sentence"`` (a label per single sentence).
@@ -634,6 +689,8 @@ class FusionClassifier:
     dropout : dropout on the fused features before the head (every method).
     mlp_hidden : hidden width of the sequence-classification MLP (None = E, 0 = linear).
     lr, weight_decay : AdamW settings.
+    mix_lr : AdamW learning rate of the scalar mix's layer logits (``scalarmix`` only; no
+        weight decay on them); None = ``lr``. See :class:`ScalarMix` for why it differs.
     epochs : passes over the (subsampled) training sentences.
     batch_size : sentences (or pairs) per optimizer step.
     max_steps : stop after this many optimizer steps even mid-epoch (None = no limit).
@@ -651,13 +708,15 @@ class FusionClassifier:
     Learned attributes: ``model_`` (:class:`FusionModel`), ``layers_`` (layers read),
     ``n_layers_``, ``hidden_``, ``n_labels_``, ``history_`` (per epoch: steps, train loss,
     dev score, seconds), ``best_epoch_``, ``best_score_`` (None without dev),
-    ``n_train_sentences_``, ``fit_seconds_``.
+    ``n_train_sentences_``, ``fit_seconds_``, ``n_params_`` (trainable scalars:
+    ``{"combiner", "head", "total"}``).
     """
 
     def __init__(self, method: str = "dlfa", k: int | None = None, task: str = "tagging",
                  r: int = 4, norm: str = "layer", dropout: float = 0.1,
                  attn_dropout: float = 0.0, mlp_hidden: int | None = None, lr: float = 1e-3,
-                 weight_decay: float = 0.0, epochs: int = 3, batch_size: int = 32,
+                 weight_decay: float = 0.0, mix_lr: float | None = MIX_LR, epochs: int = 3,
+                 batch_size: int = 32,
                  max_steps: int | None = None, max_train: int | None = 4000,
                  max_dev: int | None = 1000, metric: str = "accuracy",
                  label_names: Sequence[str] | None = None, n_labels: int | None = None,
@@ -673,6 +732,7 @@ class FusionClassifier:
         self.mlp_hidden = mlp_hidden
         self.lr = lr
         self.weight_decay = weight_decay
+        self.mix_lr = mix_lr
         self.epochs = epochs
         self.batch_size = batch_size
         self.max_steps = max_steps
@@ -764,6 +824,8 @@ class FusionClassifier:
                                               mlp_hidden=self.mlp_hidden, dropout=self.dropout)
         model = FusionModel(combiner, head).to(self.device)
         self.model_ = model
+        self.n_params_ = {"combiner": count_parameters(combiner), "head": count_parameters(head),
+                          "total": count_parameters(model)}
 
         n_sent = len(train_view.offsets) - 1
         sents = np.arange(n_sent)
@@ -784,7 +846,8 @@ class FusionClassifier:
                                                    replace=False))
 
         gather = _Gatherer(train_view, self.layers_, self.device, self.task == "pair")
-        opt = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        opt = torch.optim.AdamW(self._param_groups(model), lr=self.lr,
+                                weight_decay=self.weight_decay)
         self.history_ = []
         best_state, best_score, best_epoch = None, -np.inf, None
         steps = 0
@@ -826,6 +889,17 @@ class FusionClassifier:
         else:
             self.best_epoch_, self.best_score_ = len(self.history_), None
         model.eval()
+
+    def _param_groups(self, model: FusionModel) -> list[dict]:
+        """AdamW groups: the scalar mix's logits at ``mix_lr`` without decay, the rest at ``lr``."""
+        mix = getattr(model.combiner, "scalars", None) if isinstance(model.combiner, ScalarMix) \
+            else None
+        rest = [p for p in model.parameters() if p is not mix]
+        groups = [{"params": rest}]
+        if mix is not None:
+            lr = self.lr if self.mix_lr is None else float(self.mix_lr)
+            groups.append({"params": [mix], "lr": lr, "weight_decay": 0.0})
+        return groups
 
     def _targets(self, batch: _Batch, labels: np.ndarray, logits: Tensor) -> Tensor:
         if self.task == "tagging":
