@@ -53,6 +53,14 @@ __all__ = [
     "difference_within_noise",
     "paired_difference_counts",
     "jackknife_difference",
+    "ReferenceRates",
+    "SeedSentenceInterval",
+    "score_from_counts",
+    "majority_label",
+    "reference_rates",
+    "seed_sentence_bootstrap",
+    "at_chance",
+    "best_above_chance",
 ]
 
 _BLOCK_ELEMS = 1 << 22  # replicate-block size x n_sentences (about 32 MB of float64 weights)
@@ -418,3 +426,232 @@ def jackknife_difference(full_a: float, full_b: float, reps_a, reps_b, *, z: flo
     diff = float(full_a - full_b)
     lo, hi = diff - z * se, diff + z * se
     return PairedDifference(diff, lo, hi, bool(lo <= 0 <= hi))
+
+
+# --------------------------------------------------------------------------- honest numbers
+#
+# Shared by every harness that trains on English and scores zero-shot targets (``probe fuse``,
+# ``probe finetune``): what a model that learned nothing would score, an interval that covers
+# training seeds as well as target sentences, and the "at chance" rule.
+
+
+class ReferenceRates(NamedTuple):
+    """What predictors that learned nothing score on one target (see :func:`reference_rates`)."""
+
+    majority_label: int  #: the most frequent label of the *training* data
+    majority: float  #: score of predicting ``majority_label`` everywhere
+    chance: float  #: mean score of guessing labels at random with the training frequencies
+    n_chance_draws: int  #: random guesses averaged for ``chance``
+
+
+class SeedSentenceInterval(NamedTuple):
+    """A seed-and-sentence bootstrap result (see :func:`seed_sentence_bootstrap`).
+
+    ``lo``/``hi`` are None when an interval would not cover seed variance: fewer than two
+    seeds on a side of a difference (one seed gives no gain interval).
+    """
+
+    estimate: float  #: the statistic on the full data (mean over seeds; a difference of means)
+    lo: float | None
+    hi: float | None
+    n_seeds: int  #: seeds behind the estimate (the smaller side for a difference)
+    n_sentences: int
+    n_boot: int
+    note: str
+
+
+def score_from_counts(totals, metric: str) -> np.ndarray:
+    """Metric from summed additive counts ``[..., c]`` -> ``[...]`` float64.
+
+    ``metric="accuracy"``: ``c = 2`` (correct, labelled items). ``metric="f1"``: ``c = 3``
+    (true-positive, predicted and gold entities), giving micro F1. An empty denominator
+    scores 0.
+
+    >>> score_from_counts(np.array([[3, 4], [0, 0]]), "accuracy").tolist()
+    [0.75, 0.0]
+    >>> float(score_from_counts(np.array([2, 3, 5]), "f1"))
+    0.5
+    """
+    t = np.asarray(totals, dtype=np.float64)
+    if metric == "accuracy":
+        return np.where(t[..., 1] > 0, t[..., 0] / np.maximum(t[..., 1], 1), 0.0)
+    if metric == "f1":
+        den = t[..., 1] + t[..., 2]
+        return np.where(den > 0, 2 * t[..., 0] / np.maximum(den, 1), 0.0)
+    raise ProbeError(f"unknown metric {metric!r}; choose accuracy or f1")
+
+
+def majority_label(train_labels) -> int:
+    """The most frequent label id among ``train_labels: [n]`` (negative = unlabelled, skipped;
+    ties: the smallest id).
+
+    >>> majority_label([2, 0, 2, -1, 1])
+    2
+    """
+    y = np.asarray(train_labels, dtype=np.int64).ravel()
+    y = y[y >= 0]
+    if len(y) == 0:
+        raise ProbeError("no labelled training items to take a majority class from")
+    return int(np.argmax(np.bincount(y)))
+
+
+def _accuracy_score(gold: np.ndarray):
+    ok = gold >= 0
+
+    def score(pred: np.ndarray) -> float:
+        return float((pred[ok] == gold[ok]).mean()) if ok.any() else 0.0
+
+    return score
+
+
+def reference_rates(train_labels, target_labels, score=None, *, n_draws: int = 20,
+                    seed=0) -> ReferenceRates:
+    """Majority-class and chance rate of one target, scored like the real predictions.
+
+    ``train_labels: [n_train]`` and ``target_labels: [n_target]`` are label ids (words for
+    a tagging task, examples for a classification task; negative = unlabelled). The
+    majority class is taken from the *training* labels, because that is what a model that
+    learned only the label prior predicts on the target. ``score(pred: [n_target]) ->
+    float`` scores a full prediction against the target's gold labels (default: accuracy
+    over labelled items); pass the task's own metric, e.g. entity F1, for which the
+    all-majority ("O") predictor scores 0.
+
+    * ``majority``: ``score`` of predicting the majority label everywhere;
+    * ``chance``: mean ``score`` of ``n_draws`` random predictions drawn with the training
+      label frequencies (``numpy.random.default_rng(seed)``). For accuracy its expectation
+      is ``sum_c p_train(c) p_target(c)``.
+
+    >>> r = reference_rates([0, 0, 0, 1], [0, 1, 1, 1], n_draws=200)
+    >>> r.majority_label, r.majority, round(r.chance, 1)
+    (0, 0.25, 0.4)
+    """
+    train = np.asarray(train_labels, dtype=np.int64).ravel()
+    gold = np.asarray(target_labels, dtype=np.int64).ravel()
+    if len(gold) == 0:
+        raise ProbeError("the target has no items")
+    if int(n_draws) < 1:
+        raise ProbeError(f"n_draws must be >= 1, got {n_draws}")
+    score = score or _accuracy_score(gold)
+    maj = majority_label(train)
+    majority = float(score(np.full(len(gold), maj, dtype=np.int64)))
+    prior = np.bincount(train[train >= 0]).astype(np.float64)
+    prior /= prior.sum()
+    rng = np.random.default_rng(seed)
+    draws = [float(score(rng.choice(len(prior), size=len(gold), p=prior)))
+             for _ in range(int(n_draws))]
+    return ReferenceRates(maj, majority, float(np.mean(draws)), int(n_draws))
+
+
+def seed_sentence_bootstrap(counts, metric: str = "accuracy", *, minus=None,
+                            n_boot: int = 1000, seed=0, alpha: float = 0.05) -> SeedSentenceInterval:
+    """Two-level percentile bootstrap over training seeds *and* target sentences.
+
+    ``counts: [n_seeds, n_sentences, c]``: additive per-sentence counts of each seed's
+    predictions on the same target sentences (see :func:`score_from_counts` for ``c``).
+    The statistic is the seed-mean score; with ``minus`` (same layout, another system on the
+    same sentences, possibly a different number of seeds) it is the difference of the two
+    seed means, a gain.
+
+    Each replicate draws the sentences with replacement once (the same resample for both
+    systems: paired) and, independently, each system's seeds with replacement (the runs of
+    the two systems are independent trainings), then averages the resampled seeds' scores on
+    the resampled sentences. So the interval widens when seeds disagree, which a
+    sentence-only bootstrap of the seed mean does not do. Sentence draws come from
+    :func:`bootstrap_indices` (``seed``); seed draws from a second generator
+    (``default_rng([seed, 1])``).
+
+    A gain needs at least two seeds on each side, and so does an interval that claims to
+    cover seed variance: with one seed ``lo``/``hi`` are None and ``note`` says why (the
+    single seed's score is still the estimate).
+
+    >>> a = np.array([[[1, 1]] * 40 + [[0, 1]] * 10, [[1, 1]] * 30 + [[0, 1]] * 20])
+    >>> r = seed_sentence_bootstrap(a, n_boot=300)
+    >>> round(r.estimate, 2), r.n_seeds, r.lo < 0.7 < r.hi
+    (0.7, 2, True)
+    >>> seed_sentence_bootstrap(a[:1], n_boot=10).lo is None
+    True
+    """
+    _check_boot(n_boot, alpha)
+    a = np.asarray(counts, dtype=np.float64)
+    if a.ndim != 3:
+        raise ProbeError(f"counts must be [n_seeds, n_sentences, c], got shape {a.shape}")
+    parts = [a]
+    if minus is not None:
+        b = np.asarray(minus, dtype=np.float64)
+        if b.ndim != 3 or b.shape[1:] != a.shape[1:]:
+            raise ProbeError(f"minus must be [n_seeds, {a.shape[1]}, {a.shape[2]}] (the same "
+                             f"sentences), got shape {b.shape}")
+        parts.append(b)
+    sizes = [p.shape[0] for p in parts]
+    n_sent, c = a.shape[1], a.shape[2]
+    if min(sizes) < 1 or n_sent < 1:
+        raise ProbeError("need at least one seed and one sentence")
+
+    def seed_means(scores_list):
+        out = scores_list[0].mean(-1)
+        if len(scores_list) > 1:
+            out = out - scores_list[1].mean(-1)
+        return out
+
+    full = [score_from_counts(p.sum(1), metric) for p in parts]  # [n_seeds] each
+    estimate = float(seed_means(full))
+    n_seeds = min(sizes)
+    what = "gain" if minus is not None else "score"
+    if n_seeds < 2:
+        return SeedSentenceInterval(estimate, None, None, n_seeds, n_sent, 0,
+                                    f"one seed: no {what} interval (it could not cover seed "
+                                    f"variance)")
+    flat = np.concatenate([p.transpose(1, 0, 2).reshape(n_sent, -1) for p in parts], axis=1)
+    total = sum(sizes)
+    seed_rng = np.random.default_rng([int(seed), 1])
+
+    def stat(tot):  # tot: [b, total * c], the resampled sentences' summed counts
+        b = len(tot)
+        scores = score_from_counts(tot.reshape(b, total, c), metric)  # [b, total]
+        res, start = [], 0
+        for n in sizes:
+            pick = seed_rng.integers(0, n, (b, n))  # seed resample per replicate
+            res.append(np.take_along_axis(scores[:, start:start + n], pick, axis=1))
+            start += n
+        return seed_means(res)
+
+    reps = bootstrap_replicates(stat, flat, n_boot=n_boot, seed=seed)
+    lo, hi = _percentile(reps, alpha)
+    return SeedSentenceInterval(estimate, lo, hi, n_seeds, n_sent, int(n_boot),
+                                f"percentile bootstrap over {sizes if len(sizes) > 1 else sizes[0]}"
+                                f" seed(s) and {n_sent} target sentences, {int(n_boot)} replicates")
+
+
+def at_chance(lo: float | None, reference: float, estimate: float | None = None) -> bool:
+    """Whether a score is within noise of (or below) a reference rate such as the majority rate.
+
+    True when the interval's lower end ``lo`` reaches down to ``reference`` (the interval
+    overlaps it, or lies below it). Without an interval (``lo`` None, e.g. one seed) only
+    the point ``estimate`` can be compared, and an estimate at or below the reference is
+    at chance; with neither it is at chance (nothing shows otherwise).
+
+    >>> at_chance(0.55, 0.56), at_chance(0.60, 0.56), at_chance(None, 0.56, 0.58)
+    (True, False, False)
+    """
+    if lo is not None and np.isfinite(lo):
+        return bool(lo <= reference)
+    if estimate is not None and np.isfinite(estimate):
+        return bool(estimate <= reference)
+    return True
+
+
+def best_above_chance(estimates, chance_flags) -> int | None:
+    """Index of the best estimate among those not at chance; None when all are at chance.
+
+    What a table may highlight as "best": a result within noise of the majority rate never is.
+
+    >>> best_above_chance([0.9, 0.7, 0.8], [True, False, False])
+    2
+    >>> best_above_chance([0.5, 0.6], [True, True]) is None
+    True
+    """
+    best, idx = -np.inf, None
+    for i, (e, flag) in enumerate(zip(estimates, chance_flags)):
+        if not flag and e is not None and np.isfinite(e) and e > best:
+            best, idx = e, i
+    return idx

@@ -80,6 +80,7 @@ __all__ = [
     "parse_split",
     "subsample_split",
     "PAIR_CARVE_SEED",
+    "source_overlap",
 ]
 
 UPOS_TAGS = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART",
@@ -685,3 +686,52 @@ for _task in XTREME_TASKS:
     register_corpus(type(f"Xtreme{_task.title()}Corpus", (XtremeCorpus,),
                          {"task": _task, "name": corpus_name(_task), "description": _describe(_task),
                           "__module__": __name__}))
+
+
+def _pair_text(words_a: Sequence[str], words_b: Sequence[str]) -> tuple[str, str]:
+    # unordered and whitespace/case-normalised: a pair and its swap are the same item
+    a, b = (" ".join(w).lower() for w in (words_a, words_b))
+    return (a, b) if a <= b else (b, a)
+
+
+def source_overlap(corpus: Corpus, root: Path | None = None) -> np.ndarray:
+    """``[n_examples]`` bool: target examples that are (translations of) source-language
+    training or selection examples, for tasks whose training data is carved from a
+    line-parallel dev file (``train_fraction``, i.e. PAWS-X); all False for other tasks.
+
+    PAWS-X files carry no id column, but its dev files are line-parallel translations, so
+    the line number of ``dev-<lang>.tsv`` is the pair's id and English ``train``/``dev``
+    (the carve) use ids ``0..n-1``. A target pair counts as overlapping when
+
+    * it comes from the ``dev`` file itself (its own line is an id of the English
+      training or selection share), or
+    * its text (unordered, whitespace- and case-normalised) equals a line of the target
+      language's dev file whose id the English training or selection share uses (the
+      mirrored test files repeat a few dev pairs, and untranslated ``NS`` placeholders).
+    """
+    td = task_def(corpus.name.removeprefix("xtreme-")) if corpus.name.startswith("xtreme-") \
+        else None
+    n = len(corpus.sentences)
+    out = np.zeros(n, dtype=bool)
+    if td is None or td.kind != "pair" or td.train_fraction is None:
+        return out
+    root = root or xtreme_root()
+    src_file, src_lang = td.train
+    ref = read_split(root, corpus.name.removeprefix("xtreme-"), src_file, src_lang)
+    train_idx, held_idx = _carve(ref, td.train_fraction, PAIR_CARVE_SEED)
+    used = set(train_idx.tolist()) | set(held_idx.tolist())
+    prefix_dev = f"{src_file}-{corpus.lang}:"
+    texts: dict[tuple[str, str], bool] = {}
+    try:
+        lines = read_split(root, corpus.name.removeprefix("xtreme-"), src_file, corpus.lang)
+    except ProbeError:
+        lines = []  # no dev file in this language: only ids can match
+    for i, (a, b, _label) in enumerate(lines):
+        if i in used:
+            texts[_pair_text(a, b)] = True
+    for j, sent in enumerate(corpus.sentences):
+        if sent.sent_id.startswith(prefix_dev) and int(sent.sent_id.rsplit(":", 1)[1]) - 1 in used:
+            out[j] = True
+        elif _pair_text(sent.words[:sent.n_first], sent.words[sent.n_first:]) in texts:
+            out[j] = True
+    return out
