@@ -32,9 +32,9 @@ Choices (all recorded in ``fusion.json``):
   corpus identity (``train@3000s0``), so it has its own cache entry; the report lists it.
 * **Pooling**: first subword piece per word for token tasks; the mean over pieces for
   pair tasks, because a "word" of a Chinese or Japanese pair is a whole clause.
-* **concat**: ``concat="best"`` runs it at the DLFA k selected on English dev and at
-  every language's best DLFA k (so there is an equal-k comparison with DLFA);
-  ``concat="all"`` runs every k.
+* **concat** and **dlfa-fixed**: ``concat="best"`` runs them at the DLFA k selected on
+  English dev and at every language's best DLFA k (so there is an equal-k comparison with
+  DLFA); ``concat="all"`` runs every k.
 * **Selection**: the "selected k" of DLFA, layer and concat is, for each method, the k
   with the best mean English-dev score among the k it ran (an honest zero-shot choice);
   "best k" per language is the DLFA k with the best mean target score (an oracle, as in a
@@ -42,11 +42,29 @@ Choices (all recorded in ``fusion.json``):
   also carry ``gain_vs_layer_k``: the difference to layer k *alone* at the same k (paired
   bootstrap CI), i.e. what the fusion adds beyond picking a better layer.
 * **Uncertainty**: ``std`` is the sample standard deviation over seeds. ``ci95`` is a
-  percentile bootstrap over target sentences (pairs for pair tasks) of the *seed-mean*
-  score: each replicate resamples sentences once and rescores every seed's predictions on
-  that resample, so it pools seeds and reflects test-set sampling. Gains use a paired
-  bootstrap (the same resample for both systems). ``n_boot`` replicates, seed 0.
-* **Optimiser**: AdamW, the same for every method; ``lr`` 1e-2 for token tasks and 1e-3
+  percentile bootstrap over training seeds *and* target sentences (pairs for pair tasks)
+  of the seed-mean score (:func:`probe.stats.seed_sentence_bootstrap`): each replicate
+  resamples the sentences and, independently, each method's seeds; gains resample the
+  sentences paired (the same resample for both systems). Every row says how many seeds it
+  rests on (``n_seeds``). With one seed there is no gain interval (None) and a score's
+  ``ci95`` falls back to sentences only (``ci95_covers`` says which);
+  ``ci95_sentences`` is always the sentence-only interval, for comparison. ``n_boot``
+  replicates, seed 0.
+* **Reference rates** (``reference``): per target, the majority-class rate (the most
+  frequent *English training* label predicted everywhere, scored with the task metric: 0
+  entity F1 for NER) and the chance rate (random labels drawn with the training
+  frequencies, mean of 20 draws), :func:`probe.stats.reference_rates`. A row whose
+  ``ci95`` reaches down to the majority rate is ``at_chance`` and is never highlighted as
+  best (:func:`probe.stats.at_chance`).
+* **Capacity control**: ``dlfa-fixed`` (see :data:`CAPACITY_NOTE`) runs at the same k as
+  concat; DLFA rows carry ``gain_vs_fixed_gate``. Every (method, k) records its trainable
+  parameter count (``params``).
+* **Training data and leakage**: ``training_data`` names what was trained on
+  (:data:`TRAINING_DATA`). PAWS-X target pairs whose id occurs in the English training or
+  selection share are dropped before scoring (``leakage``: how many, per language; see
+  :func:`probe.data.xtreme.source_overlap`); a target left with no pair is an error.
+* **Optimiser**: AdamW, the same for every method (the scalar mix's layer logits get
+  ``mix_lr``, see :class:`probe.fusion.ScalarMix`: with the head's rate they barely move); ``lr`` 1e-2 for token tasks and 1e-3
   (FusionClassifier's default) for pair tasks, chosen on *English dev*. With 1e-3 the
   linear tagging head on e5-small-q4's last layer (whose states have a smaller norm than
   middle layers') is far from converged after 3 epochs (English dev accuracy 0.65 against
@@ -86,6 +104,8 @@ __all__ = [
     "TASK_BUDGETS",
     "METHODS",
     "FROZEN_NOTE",
+    "TRAINING_DATA",
+    "CAPACITY_NOTE",
     "sentence_counts",
     "summary_table",
     "summary_figure",
@@ -94,13 +114,31 @@ __all__ = [
 ]
 
 SOURCE_LANG = "en"
-METHODS = ("dlfa", "last", "layer", "concat", "scalarmix")
-RUN_VERSION = 1  # bump when a run's numbers would change for the same inputs
+METHODS = ("dlfa", "dlfa-fixed", "last", "layer", "concat", "scalarmix")
+RUN_VERSION = 2  # bump when a run's numbers would change for the same inputs
 PAPER = "arXiv 2205.08497 (DLFA with AIF; mBERT fine-tuned end to end)"
 FROZEN_NOTE = ("The encoder is frozen: every method trains only its fusion block and task head "
                "on hidden states read from the cache. The paper (arXiv 2205.08497) fine-tunes "
                "mBERT end to end, so absolute scores and gains are not comparable with its "
                "tables.")
+CAPACITY_NOTE = ("DLFA's gate is a small non-linear network (AIF) while the last/layer/concat "
+                 "baselines feed their features to a linear head (tagging) or the same MLP head "
+                 "(pairs), so DLFA's gain over them can be extra capacity rather than fusion. "
+                 "dlfa-fixed is the capacity-matched control: the same AIF block and head "
+                 "(same parameter count) with the layer gate fixed at 0.5; DLFA minus "
+                 "dlfa-fixed is what choosing between the two layers adds.")
+#: What each task actually trains on (``{n_used}`` is filled in from the run).
+TRAINING_DATA = {
+    "pos": "POS train: XTREME's English UD POS training set (21,253 sentences, UD v2.5 "
+           "English treebanks, as XTREME); {n_used} sentences used",
+    "ner": "NER train: PAN-X (WikiANN) English train (20,000 sentences, as XTREME); {n_used} "
+           "sentences used",
+    "xnli": "XNLI train: the mirrored 10,071-pair MultiNLI subset (TaxiNLI), not the full "
+            "392,702-pair MultiNLI train set XTREME uses; {n_used} pairs used",
+    "pawsx": "PAWS-X train: no PAWS-X training set is mirrored (XTREME uses its 49,401 English "
+             "pairs); training is a seeded 75% of the English dev file (1,499 distinct pairs), "
+             "selection the other 501; {n_used} pairs used",
+}
 # FusionClassifier settings fuse() sets itself; everything else may be passed through
 _MANAGED = {"method", "k", "task", "seed", "epochs", "max_train", "max_dev", "metric",
             "label_names", "n_labels", "n_threads"}
@@ -232,18 +270,17 @@ def sentence_counts(view, pred: np.ndarray, metric: str) -> np.ndarray:
 
 
 def _metric(totals: np.ndarray, metric: str) -> np.ndarray:
-    """Metric from summed counts ``[..., c]`` -> ``[...]``."""
-    t = np.asarray(totals, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if metric == "accuracy":
-            return np.where(t[..., 1] > 0, t[..., 0] / np.maximum(t[..., 1], 1), 0.0)
-        den = t[..., 1] + t[..., 2]
-        return np.where(den > 0, 2 * t[..., 0] / np.maximum(den, 1), 0.0)
+    """Metric from summed counts ``[..., c]`` -> ``[...]`` (:func:`probe.stats.score_from_counts`)."""
+    from .stats import score_from_counts
+
+    return score_from_counts(totals, metric)
 
 
 def _boot_mean(counts: np.ndarray, metric: str, n_boot: int, seed: int = 0,
                minus: np.ndarray | None = None) -> tuple[float, float]:
-    """95% percentile bootstrap CI of the seed-mean score (minus another system's).
+    """95% percentile bootstrap CI over target sentences only of the seed-mean score (minus
+    another system's); the reported ``ci95_sentences``. ``ci95`` also resamples seeds
+    (:func:`_interval`).
 
     ``counts: [n_seeds, n_sent, c]``; ``minus``: same layout for the paired baseline.
     """
@@ -272,6 +309,63 @@ def _boot_mean(counts: np.ndarray, metric: str, n_boot: int, seed: int = 0,
     return float(lo), float(hi)
 
 
+def _interval(counts: np.ndarray, metric: str, n_boot: int,
+              minus: np.ndarray | None = None) -> dict:
+    """Seed-and-sentence bootstrap (:func:`probe.stats.seed_sentence_bootstrap`) as a dict:
+    ``ci95`` ([lo, hi], or None from one seed), ``n_seeds`` and ``interval_note``."""
+    from .stats import seed_sentence_bootstrap
+
+    r = seed_sentence_bootstrap(counts, metric, minus=minus, n_boot=n_boot, seed=0)
+    return {"ci95": None if r.lo is None else [r.lo, r.hi], "n_seeds": r.n_seeds,
+            "interval_note": r.note}
+
+
+def _drop_examples(result: dict, keep: dict[str, np.ndarray], metric: str) -> dict:
+    """A run's result with each target's dropped examples (``keep`` False) removed from its
+    per-sentence counts and its score recomputed; the memoised run itself is untouched."""
+    if not any((~k).any() for k in keep.values()):
+        return result
+    out = {**result, "targets": dict(result["targets"])}
+    for lang, k in keep.items():
+        t = result["targets"][lang]
+        counts = np.asarray(t["counts"], dtype=np.int64)[:, k]  # [c, n_kept]
+        out["targets"][lang] = {"score": float(_metric(counts.sum(1), metric)),
+                                "counts": counts.tolist()}
+    return out
+
+
+def _reference(td, train_view, target_view, keep: np.ndarray | None) -> dict:
+    """Majority-class and chance rate of one target, scored with the task metric."""
+    from .stats import reference_rates
+
+    labels = np.asarray(target_view.labels, dtype=np.int64)
+    offsets = np.asarray(target_view.offsets, dtype=np.int64)
+    if keep is not None and td.kind != "tagging":
+        labels = np.where(keep, labels, -1)  # dropped pairs count as unlabelled
+    if td.metric == "f1":
+        view = _CountsView(labels, offsets, target_view.label_names, td.kind)
+
+        def score(pred):
+            return float(_metric(sentence_counts(view, pred, "f1").sum(0), "f1"))
+    else:
+        score = None
+    r = reference_rates(train_view.labels, labels, score, n_draws=20, seed=0)
+    names = list(target_view.label_names)
+    return {"majority": r.majority, "chance": r.chance, "majority_label": names[r.majority_label],
+            "metric": td.metric, "note": (
+                f"majority: predict the most frequent English training label "
+                f"({names[r.majority_label]!r}) everywhere; chance: random labels with the English "
+                f"training frequencies (mean of {r.n_chance_draws} draws)")}
+
+
+@dataclass
+class _CountsView:
+    labels: np.ndarray
+    offsets: np.ndarray
+    label_names: list
+    kind: str
+
+
 # ----------------------------------------------------------------------------- one run
 
 
@@ -298,7 +392,8 @@ def _train_and_score(job: dict) -> dict:
     clf.fit(train, dev)
     out = {"dev_score": clf.best_score_, "best_epoch": clf.best_epoch_,
            "history": clf.history_, "fit_seconds": round(clf.fit_seconds_, 3),
-           "n_train": clf.n_train_sentences_, "layers_read": list(clf.layers_), "targets": {}}
+           "n_train": clf.n_train_sentences_, "layers_read": list(clf.layers_),
+           "n_params": clf.n_params_, "targets": {}}
     t0 = time.perf_counter()
     for lang, path in job["paths"]["targets"].items():
         view = CachedView(CacheEntry(path), job["task"])
@@ -417,7 +512,7 @@ class _Runner:
         if not todo:
             return results, 0  # type: ignore[return-value]
         # longest runs first so that the pool's tail is short
-        weight = {"scalarmix": 4, "concat": 3, "dlfa": 3, "layer": 1, "last": 1}
+        weight = {"scalarmix": 4, "concat": 3, "dlfa": 3, "dlfa-fixed": 3, "layer": 1, "last": 1}
         todo.sort(key=lambda i: -weight.get(jobs[i]["method"], 1))
         bar = tqdm(total=len(todo), desc=desc, unit="run", disable=not self.progress,
                    file=sys.stderr)
@@ -657,6 +752,18 @@ def fuse(task: str, langs: Sequence[str] | str, model="e5-small-q4", layers="all
                for lang in targets]
     log(f"fuse {task}: loading data ({', '.join(f'{lang} {s}' for _, lang, s in wanted)})")
     corpora = {role: cdef.load(lang, split, progress=progress) for role, lang, split in wanted}
+    from .data.xtreme import source_overlap
+
+    # target pairs that are (translations of) English training/selection pairs: dropped
+    overlap = {lang: source_overlap(corpora[f"target:{lang}"]) for lang in targets}
+    for lang, mask in overlap.items():
+        if mask.all():
+            data = corpora[f"target:{lang}"]
+            raise ProbeError(
+                f"{task} {lang} {data.split}: all {len(mask)} target pairs are translations of the "
+                f"English training or selection pairs (the same PAWS-X ids), so nothing is left to "
+                f"evaluate; use a language with a test file (de, zh)")
+    keep = {lang: ~mask for lang, mask in overlap.items()}
     entries, built = {}, []
     t0 = time.time()
     cpu0 = _cpu_seconds()
@@ -677,7 +784,11 @@ def fuse(task: str, langs: Sequence[str] | str, model="e5-small-q4", layers="all
     cpu_extract = _cpu_seconds() - cpu0
     L = entries["train"].last_layer
     ks = _parse_layers(layers, L)
-    n_sent_target = {lang: entries[f"target:{lang}"].n_sentences for lang in targets}
+    n_sent_target = {lang: int(keep[lang].sum()) for lang in targets}
+    train_view = CachedView(entries["train"], task)
+    reference = {lang: _reference(td, train_view, CachedView(entries[f"target:{lang}"], task),
+                                  keep[lang]) for lang in targets}
+    del train_view
 
     # ------------------------------------------------------------------ runs
     base_job = {
@@ -700,8 +811,8 @@ def fuse(task: str, langs: Sequence[str] | str, model="e5-small-q4", layers="all
         plan += [("layer", k) for k in ks]
     if "scalarmix" in methods:
         plan.append(("scalarmix", None))
-    if "concat" in methods and concat == "all":
-        plan += [("concat", k) for k in ks]
+    if concat == "all":
+        plan += [(m, k) for m in ("concat", "dlfa-fixed") if m in methods for k in ks]
     jobs = [job(m, k, s) for m, k in plan for s in seed_list]
     t1 = time.time()
     cpu1 = _cpu_seconds()
@@ -709,8 +820,10 @@ def fuse(task: str, langs: Sequence[str] | str, model="e5-small-q4", layers="all
         f"{n_jobs} process(es)")
     with _Runner(n_jobs, progress) as runner:
         results, n_computed = runner.run(jobs, f"fuse {task}")
+        results = [_drop_examples(r, keep, td.metric) for r in results]
         runs = dict(zip([(j["method"], j["k"], j["seed"]) for j in jobs], results))
-        if "concat" in methods and concat == "best":
+        controls = [m for m in ("concat", "dlfa-fixed") if m in methods]
+        if controls and concat == "best":
             extra = set()
             if "dlfa" in methods:
                 extra.add(_select_k(runs, "dlfa", ks, seed_list))
@@ -718,9 +831,11 @@ def fuse(task: str, langs: Sequence[str] | str, model="e5-small-q4", layers="all
                     extra.add(_oracle_k(runs, "dlfa", ks, seed_list, lang))
             else:
                 extra.add(ks[-1])
-            cjobs = [job("concat", k, s) for k in sorted(extra) for s in seed_list]
-            log(f"training {len(cjobs)} concat runs at k = {', '.join(map(str, sorted(extra)))}")
-            results, n_more = runner.run(cjobs, f"fuse {task} concat")
+            cjobs = [job(m, k, s) for m in controls for k in sorted(extra) for s in seed_list]
+            log(f"training {len(cjobs)} {' and '.join(controls)} runs at k = "
+                f"{', '.join(map(str, sorted(extra)))}")
+            results, n_more = runner.run(cjobs, f"fuse {task} {'+'.join(controls)}")
+            results = [_drop_examples(r, keep, td.metric) for r in results]
             runs.update(zip([(j["method"], j["k"], j["seed"]) for j in cjobs], results))
             n_computed += n_more
     t_train = time.time() - t1
@@ -730,7 +845,20 @@ def fuse(task: str, langs: Sequence[str] | str, model="e5-small-q4", layers="all
     report = _build_report(
         task=task, td=td, spec=spec, L=L, hidden=entries["train"].hidden, ks=ks,
         seeds=seed_list, methods=methods, concat=concat, targets=targets,
-        target_split=target_split, runs=runs, n_boot=n_boot, n_sent_target=n_sent_target)
+        target_split=target_split, runs=runs, n_boot=n_boot, n_sent_target=n_sent_target,
+        reference=reference)
+    n_used = int(entries["train"].n_sentences)
+    report["training_data"] = {
+        "description": TRAINING_DATA[task].format(n_used=f"{n_used:,}"),
+        "n_used": n_used, "split": corpora["train"].split,
+        "files": [f["relpath"] for f in corpora["train"].files]}
+    report["leakage"] = {
+        lang: {"n_dropped": int(overlap[lang].sum()), "n_evaluated": int(keep[lang].sum()),
+               "n_loaded": int(len(keep[lang])),
+               "rule": ("target pairs whose PAWS-X id (dev line) occurs in the English training "
+                        "or selection share, or whose text equals such a pair, are dropped")
+               if task == "pawsx" else "no shared ids between training data and targets"}
+        for lang in targets}
     report["data"] = {
         "train": _entry_info(entries["train"], corpora["train"], "train (English)"),
         "dev": _entry_info(entries["dev"], corpora["dev"], "model selection (English dev)"),
@@ -803,7 +931,9 @@ def _stats(values: np.ndarray) -> dict:
 
 
 def _build_report(*, task, td, spec, L, hidden, ks, seeds, methods, concat, targets,
-                  target_split, runs, n_boot, n_sent_target) -> dict:
+                  target_split, runs, n_boot, n_sent_target, reference) -> dict:
+    from .stats import at_chance
+
     metric = td.metric
     counts_cache: dict = {}
 
@@ -816,29 +946,48 @@ def _build_report(*, task, td, spec, L, hidden, ks, seeds, methods, concat, targ
 
     keys = sorted({(m, k) for (m, k, _s) in runs}, key=lambda mk: (METHODS.index(mk[0]),
                                                                     -1 if mk[1] is None else mk[1]))
+    def gain(method, k, lang, other):
+        """``method`` minus ``other`` = (method, k) with a seed-and-sentence interval."""
+        a, b = counts(method, k, lang), counts(*other, lang)
+        iv = _interval(a, metric, n_boot, minus=b)
+        d = _seed_scores(runs, method, k, seeds, lang) - _seed_scores(runs, *other, seeds, lang).mean()
+        return {"mean": float(d.mean()), "std": float(d.std(ddof=1)) if len(d) > 1 else 0.0,
+                **iv, "ci95_sentences": list(_boot_mean(a, metric, n_boot, minus=b)),
+                "significant": bool(iv["ci95"] is not None and (iv["ci95"][0] > 0 or
+                                                                iv["ci95"][1] < 0))}
+
+    params = {}
     results, en_dev = [], []
     for method, k in keys:
         dev = _seed_scores(runs, method, k, seeds)
         en_dev.append({"method": method, "k": k, **_stats(dev),
                        "best_epoch": [runs[(method, k, s)]["best_epoch"] for s in seeds]})
+        n_params = runs[(method, k, seeds[0])].get("n_params")
+        params[f"{method}" + ("" if k is None else f"@{k}")] = n_params
         for lang in targets:
             c = counts(method, k, lang)
+            iv = _interval(c, metric, n_boot)
+            sent_ci = list(_boot_mean(c, metric, n_boot))
             row = {"method": method, "k": k, "lang": lang,
                    **_stats(_seed_scores(runs, method, k, seeds, lang)),
-                   "ci95": list(_boot_mean(c, metric, n_boot))}
-            base = _seed_scores(runs, "last", None, seeds, lang).mean()
-            gain = _seed_scores(runs, method, k, seeds, lang) - base
-            row["gain_vs_last"] = {"mean": float(gain.mean()) if method != "last" else 0.0,
-                                   "std": float(gain.std(ddof=1)) if len(gain) > 1 else 0.0,
-                                   "ci95": (list(_boot_mean(c, metric, n_boot,
-                                                            minus=counts("last", None, lang)))
-                                            if method != "last" else [0.0, 0.0])}
-            if method in ("dlfa", "concat") and ("layer", k, seeds[0]) in runs:
+                   "ci95": iv["ci95"] or sent_ci,
+                   "ci95_covers": ("training seeds and target sentences" if iv["ci95"]
+                                   else "target sentences only (one seed)"),
+                   "ci95_sentences": sent_ci, "n_seeds": iv["n_seeds"],
+                   "params": n_params}
+            ref = reference[lang]
+            row["at_chance"] = at_chance(row["ci95"][0], ref["majority"], row["mean"])
+            if method == "last":
+                row["gain_vs_last"] = {"mean": 0.0, "std": 0.0, "ci95": [0.0, 0.0],
+                                       "n_seeds": len(seeds), "significant": False}
+            else:
+                row["gain_vs_last"] = gain(method, k, lang, ("last", None))
+            if method in ("dlfa", "dlfa-fixed", "concat") and ("layer", k, seeds[0]) in runs:
                 # does fusing add anything over the lower layer on its own (same k)?
-                alone = _seed_scores(runs, "layer", k, seeds, lang)
-                row["gain_vs_layer_k"] = {
-                    "mean": float(row["mean"] - alone.mean()),
-                    "ci95": list(_boot_mean(c, metric, n_boot, minus=counts("layer", k, lang)))}
+                row["gain_vs_layer_k"] = gain(method, k, lang, ("layer", k))
+            if method == "dlfa" and ("dlfa-fixed", k, seeds[0]) in runs:
+                # what does the learned layer gate add over the same block with gate 0.5?
+                row["gain_vs_fixed_gate"] = gain(method, k, lang, ("dlfa-fixed", k))
             results.append(row)
 
     def find(method, k, lang):
@@ -848,7 +997,7 @@ def _build_report(*, task, td, spec, L, hidden, ks, seeds, methods, concat, targ
         return None
 
     selected = {}
-    for method in ("dlfa", "layer", "concat"):
+    for method in ("dlfa", "dlfa-fixed", "layer", "concat"):
         if method in methods:
             have = sorted({k for (m, k, _s) in runs if m == method})
             if have:
@@ -859,21 +1008,23 @@ def _build_report(*, task, td, spec, L, hidden, ks, seeds, methods, concat, targ
         if "dlfa" in methods:
             kb = _oracle_k(runs, "dlfa", ks, seeds, lang)
             r = find("dlfa", kb, lang)
-            best[lang] = {"k": kb, "mean": r["mean"], "std": r["std"], "ci95": r["ci95"],
-                          "gain_vs_last": r["gain_vs_last"],
-                          "gain_vs_layer_k": r.get("gain_vs_layer_k")}
+            best[lang] = {"k": kb, **_pick(r), "gain_vs_layer_k": r.get("gain_vs_layer_k"),
+                          "gain_vs_fixed_gate": r.get("gain_vs_fixed_gate")}
         comp = {"last": _pick(find("last", None, lang))}
-        for method in ("layer", "scalarmix", "concat", "dlfa"):
+        for method in ("layer", "scalarmix", "concat", "dlfa-fixed", "dlfa"):
             if method not in methods:
                 continue
             k = selected.get(method) if method != "scalarmix" else None
+            if method == "dlfa-fixed" and "dlfa" in selected:
+                k = selected["dlfa"]  # the control belongs at DLFA's own k
             r = find(method, k, lang)
             if r is not None:
                 comp[method] = {"k": k, **_pick(r)}
-        if "concat" in methods and lang in best:
-            r = find("concat", best[lang]["k"], lang)
-            if r is not None:
-                comp["concat@best_k"] = {"k": best[lang]["k"], **_pick(r)}
+        for method in ("concat", "dlfa-fixed"):
+            if method in methods and lang in best:
+                r = find(method, best[lang]["k"], lang)
+                if r is not None:
+                    comp[f"{method}@best_k"] = {"k": best[lang]["k"], **_pick(r)}
         if lang in best:
             comp["dlfa@best_k"] = {"k": best[lang]["k"], **_pick(find("dlfa", best[lang]["k"], lang))}
         comparison[lang] = comp
@@ -898,15 +1049,23 @@ def _build_report(*, task, td, spec, L, hidden, ks, seeds, methods, concat, targ
         "langs": targets,
         "target_split": target_split,
         "n_target_sentences": n_sent_target,
+        "reference": reference,
+        "n_seeds": len(seeds),
+        "params": params,
+        "capacity_note": CAPACITY_NOTE,
         "ks": ks,
         "config": {"methods": methods, "concat": concat, "n_boot": n_boot,
                    "selection": "selected k = best mean English-dev score over seeds; best k per "
                                 "language = best mean target score (oracle)",
-                   "uncertainty": "std = sample std over seeds; ci95 = percentile bootstrap over "
-                                  "target sentences (pairs) of the seed-mean score, every seed "
-                                  "rescored on the same resample; gains: paired bootstrap",
-                   "concat_policy": ("at the dev-selected DLFA k and each language's best DLFA k"
-                                     if concat == "best" else "every k")},
+                   "uncertainty": f"std = sample std over seeds; ci95 = percentile bootstrap "
+                                  f"over the {len(seeds)} training seed(s) and the target "
+                                  f"sentences (pairs) of the seed-mean score (gains: sentences "
+                                  f"paired, seeds resampled per method); one seed gives no gain "
+                                  f"interval; ci95_sentences = sentences only",
+                   "at_chance": "ci95 reaches down to the majority-class rate; such a result is "
+                                "never highlighted as best",
+                   "concat_policy": ("concat and dlfa-fixed at the dev-selected DLFA k and each "
+                                     "language's best DLFA k" if concat == "best" else "every k")},
         "selected_k": selected,
         "best_k": best,
         "comparison": comparison,
@@ -915,7 +1074,7 @@ def _build_report(*, task, td, spec, L, hidden, ks, seeds, methods, concat, targ
         "scalarmix_weights": weights,
         "runs": [{"method": m, "k": k, "seed": s, "dev_score": r["dev_score"],
                   "best_epoch": r["best_epoch"], "fit_seconds": r["fit_seconds"],
-                  "n_train": r["n_train"],
+                  "n_train": r["n_train"], "n_params": r.get("n_params"),
                   "scores": {lang: r["targets"][lang]["score"] for lang in targets}}
                  for (m, k, s), r in sorted(runs.items(), key=lambda x: (
                      METHODS.index(x[0][0]), -1 if x[0][1] is None else x[0][1], x[0][2]))],
@@ -926,6 +1085,7 @@ def _pick(row: dict | None) -> dict:
     if row is None:
         return {}
     return {"mean": row["mean"], "std": row["std"], "ci95": row["ci95"],
+            "n_seeds": row["n_seeds"], "at_chance": row["at_chance"], "params": row["params"],
             "gain_vs_last": row["gain_vs_last"]}
 
 
@@ -933,8 +1093,9 @@ def _pick(row: dict | None) -> dict:
 
 
 _LABEL = {"last": "last layer only", "layer": "layer k only", "scalarmix": "ELMo scalar mix",
-          "concat": "concat [L; k] + linear", "dlfa": "DLFA (AIF) L + k",
-          "concat@best_k": "concat at best k", "dlfa@best_k": "DLFA at best k (oracle)"}
+          "concat": "concat [L; k] + linear", "dlfa-fixed": "DLFA gate=0.5 (control)",
+          "dlfa": "DLFA (AIF) L + k", "concat@best_k": "concat at best k",
+          "dlfa-fixed@best_k": "control at best k", "dlfa@best_k": "DLFA at best k (oracle)"}
 
 
 @dataclass
@@ -969,15 +1130,27 @@ class FusionResult:
         return pd.DataFrame(rows, index=pd.Index(index, name="method"))
 
     def format_table(self) -> str:
-        """A compact text table: mean +- std over seeds, gain vs last with its 95% CI."""
+        """A compact text table: mean +- std over seeds, gain vs last with its 95% interval
+        (seeds and sentences), trainable parameters, and per target the majority-class and
+        chance rates; rows within noise of the majority rate are marked ``(at chance)``."""
         r = self.report
         metric = r["task_info"]["metric"]
-        head = f"{'method':28s} {'k':>3s} {'en dev':>13s}"
+        n_seeds = r.get("n_seeds", len(r["seeds"]["train"]))
+        head = f"{'method':28s} {'k':>3s} {'params':>8s} {'en dev':>13s}"
         for lang in self.langs:
             head += f" {lang + ' (' + r['target_split'][lang] + ')':>15s} {'gain vs last [95% CI]':>26s}"
-        lines = [f"{r['task']}: {metric}, mean ± std over seeds {r['seeds']['train']}; k = fused "
-                 f"layer (0 = embeddings, L = {r['model']['n_layers']}); dev-selected k unless "
-                 f"marked", head]
+        lines = [f"{r['task']}: {metric}, mean ± std over {n_seeds} seed(s) {r['seeds']['train']}; "
+                 f"95% intervals: bootstrap over the {n_seeds} seed(s) and the target sentences"
+                 + (" (one seed: no gain interval)" if n_seeds < 2 else "")
+                 + f"; k = fused layer (0 = embeddings, L = {r['model']['n_layers']}); "
+                 f"dev-selected k unless marked"]
+        for lang in self.langs:
+            ref = (r.get("reference") or {}).get(lang)
+            if ref:
+                lines.append(f"  {lang}: majority class ({ref['majority_label']}) "
+                             f"{ref['majority']:.3f}, chance {ref['chance']:.3f}; "
+                             f"{r['n_target_sentences'][lang]} target examples evaluated")
+        lines.append(head)
 
         def dev_of(method, k):
             for d in r["en_dev"]:
@@ -985,16 +1158,20 @@ class FusionResult:
                     return f"{d['mean']:.3f}±{d['std']:.3f}"
             return ""
 
+        any_chance = False
         for method, label in _LABEL.items():
             comps = {lang: r["comparison"][lang].get(method) for lang in self.langs}
             if not any(comps.values()):
                 continue
+            first = next(c for c in comps.values() if c)
+            n_par = first.get("params")
+            par = "" if not n_par else f"{n_par['total']:,}"
             if method.endswith("@best_k"):
-                line = f"{label:28s} {'*':>3s} {'':>13s}"
+                line = f"{label:28s} {'*':>3s} {par:>8s} {'':>13s}"
             else:
-                k = next((c.get("k") for c in comps.values() if c), None)
+                k = first.get("k")
                 base = method.split("@")[0]
-                line = f"{label:28s} {'' if k is None else k:>3} {dev_of(base, k):>13s}"
+                line = f"{label:28s} {'' if k is None else k:>3} {par:>8s} {dev_of(base, k):>13s}"
             for lang in self.langs:
                 c = comps[lang]
                 if not c:
@@ -1003,11 +1180,20 @@ class FusionResult:
                 score = f"{c['mean']:.3f}±{c['std']:.3f}"
                 if method.endswith("@best_k"):
                     score = f"k={c['k']} {c['mean']:.3f}"
+                if c.get("at_chance"):
+                    score += "~"
+                    any_chance = True
                 g = c["gain_vs_last"]
-                gain = "" if method == "last" else \
-                    f"{g['mean']:+.3f} [{g['ci95'][0]:+.3f}, {g['ci95'][1]:+.3f}]"
+                if method == "last":
+                    gain = ""
+                elif g.get("ci95") is None:
+                    gain = f"{g['mean']:+.3f} [no interval]"
+                else:
+                    gain = f"{g['mean']:+.3f} [{g['ci95'][0]:+.3f}, {g['ci95'][1]:+.3f}]"
                 line += f" {score:>15s} {gain:>26s}"
             lines.append(line)
+        if any_chance:
+            lines.append("~ at chance: the 95% interval reaches down to the majority-class rate")
         return "\n".join(lines)
 
     def _meta(self, caption: str) -> dict:
@@ -1020,8 +1206,12 @@ class FusionResult:
         tr = r["data"]["train"]
         targets = ", ".join(f"{l} {r['data']['targets'][l]['split']} "
                             f"({r['data']['targets'][l]['n_sentences']})" for l in self.langs)
+        refs = r.get("reference") or {}
+        ref = "; ".join(f"{l} majority {refs[l]['majority']:.2f}, chance {refs[l]['chance']:.2f}"
+                        for l in self.langs if l in refs)
         return (f"XTREME {r['task']}: train en {tr['split']} ({tr['n_sentences']}), "
-                f"targets {targets}; frozen encoder")
+                f"targets {targets}; {r.get('n_seeds', len(r['seeds']['train']))} seed(s); "
+                f"frozen encoder" + (f"; {ref}" if ref else ""))
 
     def plot_gain(self, path: Path | None = None) -> list[Path]:
         """Gain of DLFA over the last layer vs the fused layer k, one line per language."""
@@ -1056,13 +1246,19 @@ class FusionResult:
                 a2.plot(sk, [single[k] for k in sk], ls="--", color=c, label=f"{lang}: layer k only")
             last = next(x["mean"] for x in r["results"] if x["method"] == "last" and x["lang"] == lang)
             a2.axhline(last, color=c, ls=":", lw=1)
+            ref = (r.get("reference") or {}).get(lang)
+            if ref:
+                a2.axhline(ref["majority"], color=c, ls="-.", lw=1,
+                           label=f"{lang}: majority class {ref['majority']:.2f}")
+                a2.axhline(ref["chance"], color=c, ls=(0, (1, 3)), lw=0.8,
+                           label=f"{lang}: chance {ref['chance']:.2f}")
         a1.axhline(0, color="0.3", lw=0.8)
         metric = r["task_info"]["metric"]
         a1.set(xlabel=f"fused layer k (0 = embeddings; fused with layer L = {L})",
                ylabel=f"{metric} gain over last layer",
                title="DLFA gain vs fused layer (band: ± seed std, ★ best k)")
         a2.set(xlabel=f"layer k (0 = embeddings, L = {L})", ylabel=metric,
-               title="zero-shot score (dotted: last layer only)")
+               title="zero-shot score (dotted: last layer only; dash-dot: majority class)")
         a1.legend(fontsize=8)
         a2.legend(fontsize=7)
         return finish(fig, path or Path("gain_vs_k.png"), self._meta(self._caption()),
@@ -1076,14 +1272,15 @@ class FusionResult:
 
         setup_style()
         r = self.report
-        order = [m for m in ("last", "layer", "scalarmix", "concat", "dlfa", "dlfa@best_k")
+        order = [m for m in ("last", "layer", "scalarmix", "concat", "dlfa-fixed", "dlfa",
+                             "dlfa@best_k")
                  if any(m in r["comparison"][l] for l in self.langs)]
         fig, ax = plt.subplots(figsize=(2.2 + 1.6 * len(self.langs) * max(len(order), 1) / 4, 4))
         width = 0.8 / max(len(order), 1)
         cols = palette(len(order))
         lows = []
         for j, (m, c) in enumerate(zip(order, cols)):
-            xs, ys, err = [], [], [[], []]
+            xs, ys, err, faint = [], [], [[], []], []
             for i, lang in enumerate(self.langs):
                 comp = r["comparison"][lang].get(m)
                 if not comp:
@@ -1093,18 +1290,34 @@ class FusionResult:
                 err[0].append(max(comp["mean"] - comp["ci95"][0], 0))
                 err[1].append(max(comp["ci95"][1] - comp["mean"], 0))
                 lows.append(comp["ci95"][0])
+                faint.append(bool(comp.get("at_chance")))
             k = next((r["comparison"][l][m].get("k") for l in self.langs if m in r["comparison"][l]), None)
             label = _LABEL[m] + ("" if k is None or m.endswith("best_k") else f" (k={k})")
-            ax.bar(xs, ys, width=width * 0.95, color=c, yerr=err, capsize=2, label=label,
-                   hatch="//" if m.endswith("best_k") else None, edgecolor="white")
+            bars = ax.bar(xs, ys, width=width * 0.95, color=c, yerr=err, capsize=2, label=label,
+                          hatch="//" if m.endswith("best_k") else None, edgecolor="white")
+            for bar, at in zip(bars, faint):
+                if at:  # within noise of the majority rate: greyed out and marked
+                    bar.set_alpha(0.35)
+                    ax.annotate("~", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                                ha="center", va="bottom", fontsize=9)
+        for i, lang in enumerate(self.langs):
+            ref = (r.get("reference") or {}).get(lang)
+            if ref:
+                lo_x, hi_x = i - 0.45, i + 0.45
+                ax.hlines(ref["majority"], lo_x, hi_x, colors="0.15", linestyles="-.", lw=1,
+                          label="majority class" if i == 0 else None)
+                ax.hlines(ref["chance"], lo_x, hi_x, colors="0.45", linestyles=":", lw=1,
+                          label="chance (training label frequencies)" if i == 0 else None)
+                lows += [ref["majority"], ref["chance"]]
         ax.set_xticks(range(len(self.langs)))
         ax.set_xticklabels([f"{l} ({r['target_split'][l]})" for l in self.langs])
         lo = min(lows) if lows else 0
         ax.set_ylim(max(0.0, lo - 0.05), None)
         ax.set_ylabel(r["task_info"]["metric"])
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-        cap = (self._caption() + "; k selected on English dev; error bars: 95% bootstrap CI of "
-               "the seed mean over target sentences")
+        cap = (self._caption() + "; k selected on English dev; error bars: 95% bootstrap interval "
+               "of the seed mean over seeds and target sentences; ~ faded: at chance (interval "
+               "reaches the majority rate)")
         return finish(fig, path or Path("baselines.png"), self._meta(cap),
                       f"Fusion vs baselines, {r['task']} (mean over seeds {r['seeds']['train']})")
 
@@ -1135,6 +1348,7 @@ class FusionResult:
 _TASK_ORDER = ("pos", "ner", "xnli", "pawsx")
 _SUMMARY_ROWS = (("last", "last layer only"), ("layer", "layer k only (dev k)"),
                  ("scalarmix", "ELMo scalar mix"), ("concat", "concat [L; k] (dev k)"),
+                 ("dlfa-fixed", "DLFA gate 0.5, control (dev k)"),
                  ("dlfa", "DLFA (dev k)"), ("dlfa@best_k", "DLFA best k (oracle)"))
 
 
@@ -1157,9 +1371,12 @@ def _fusion_files(paths) -> list[Path]:
 def summary_table(paths) -> dict:
     """Rows of the cross-task summary from ``fusion.json`` files (or folders holding them).
 
-    Returns ``{"tasks": [...], "rows": {method: {task: {"mean", "std", "langs"}}}, ...}`` where
-    each cell averages, over the task's target languages, the seed-mean score (``mean``) and
-    the seed std (``std``) of that method. The last task file found wins for a task.
+    Returns ``{"tasks": [...], "rows": {method: {task: {"mean", "std", "langs", "at_chance",
+    ...}}}, "reference": {task: {"majority", "chance"} or None}, ...}`` where each cell
+    averages, over the task's target languages, the seed-mean score (``mean``) and the seed
+    std (``std``) of that method; ``at_chance`` is True when the method is at chance in any
+    of the languages, None when the file predates reference rates (then nothing can be
+    called best). The last task file found wins for a task.
     """
     reports = {}
     for f in _fusion_files(paths):
@@ -1182,13 +1399,23 @@ def summary_table(paths) -> dict:
             cells = [c for c in cells if c]
             if not cells:
                 continue
+            flags = [c.get("at_chance") for c in cells]
             rows.setdefault(method, {})[t] = {
                 "mean": float(np.mean([c["mean"] for c in cells])),
                 "std": float(np.mean([c["std"] for c in cells])),
                 "gain": float(np.mean([c["gain_vs_last"]["mean"] for c in cells])),
+                "at_chance": None if any(f is None for f in flags) else any(flags),
+                "n_seeds": rep.get("n_seeds", len(rep["seeds"]["train"])),
                 "langs": rep["langs"], "k": sorted({c.get("k") for c in cells if c.get("k") is not None})}
+    reference = {}
+    for t in tasks:
+        refs = [reports[t].get("reference", {}).get(l) for l in reports[t]["langs"]]
+        reference[t] = None if not all(refs) else {
+            "majority": float(np.mean([x["majority"] for x in refs])),
+            "chance": float(np.mean([x["chance"] for x in refs]))}
     first = reports[tasks[0]]
-    return {"tasks": tasks, "rows": rows,
+    return {"tasks": tasks, "rows": rows, "reference": reference,
+            "n_seeds": {t: reports[t].get("n_seeds", len(reports[t]["seeds"]["train"])) for t in tasks},
             "metrics": {t: reports[t]["task_info"]["metric"] for t in tasks},
             "langs": {t: reports[t]["langs"] for t in tasks},
             "models": sorted({reports[t]["model"]["name"] for t in tasks}),
@@ -1201,9 +1428,14 @@ def summary_figure(paths, out: Path) -> list[Path]:
 
     ``paths``: fusion.json files and/or folders (a folder holding ``<task>/fusion.json``,
     such as ``out/fusion``). Cells: mean over target languages of the seed-mean score x 100,
-    ± the mean seed std; the best non-oracle cell per task is bold. Writes ``out`` (.png +
-    .pdf).
+    ± the mean seed std; the first rows give the majority-class and chance rates. A cell at
+    chance in any language (its interval reaches the majority rate) is marked "~" and greyed;
+    the best non-oracle cell per task that is *not* at chance is bold
+    (:func:`probe.stats.best_above_chance`): when every method is at chance nothing is bold,
+    and neither is anything for a file without reference rates. Writes ``out`` (.png + .pdf).
     """
+    from .stats import best_above_chance
+
     import matplotlib.pyplot as plt
 
     from .plotting import finish, setup_style
@@ -1213,16 +1445,20 @@ def summary_figure(paths, out: Path) -> list[Path]:
     tasks = s["tasks"]
     labels = [lab for m, lab in _SUMMARY_ROWS if m in s["rows"]]
     methods = [m for m, _lab in _SUMMARY_ROWS if m in s["rows"]]
-    cell_text = []
+    n_ref = 2
+    cell_text = [[("n/a" if s["reference"][t] is None else f"{100 * s['reference'][t][key]:.1f}")
+                  for t in tasks] for key in ("majority", "chance")]
     for m in methods:
         row = []
         for t in tasks:
             c = s["rows"][m].get(t)
-            row.append("" if c is None else f"{100 * c['mean']:.1f} ± {100 * c['std']:.1f}")
+            row.append("" if c is None else f"{100 * c['mean']:.1f} ± {100 * c['std']:.1f}"
+                       + (" ~" if c.get("at_chance") else ""))
         cell_text.append(row)
+    labels = ["majority class", "chance"] + labels
     cols = [f"{t} ({'F1' if s['metrics'][t] == 'f1' else 'acc'})\n→ {','.join(s['langs'][t])}"
-            for t in tasks]
-    fig, ax = plt.subplots(figsize=(2.2 + 1.9 * len(tasks), 0.9 + 0.42 * len(methods)))
+            f"\n{s['n_seeds'][t]} seed(s)" for t in tasks]
+    fig, ax = plt.subplots(figsize=(2.2 + 1.9 * len(tasks), 0.9 + 0.42 * (len(methods) + n_ref)))
     ax.axis("off")
     tab = ax.table(cellText=cell_text, rowLabels=labels, colLabels=cols, loc="center",
                    cellLoc="center")
@@ -1230,17 +1466,25 @@ def summary_figure(paths, out: Path) -> list[Path]:
     tab.set_fontsize(9)
     tab.scale(1, 1.6)
     for j, t in enumerate(tasks):
+        for i in range(n_ref):
+            tab[i + 1, j].set_text_props(color="0.35", fontstyle="italic")
         # the oracle row picks k on the targets themselves: it is not a competitor
-        vals = [(s["rows"][m][t]["mean"], i) for i, m in enumerate(methods)
+        cand = [(i, s["rows"][m][t]) for i, m in enumerate(methods)
                 if t in s["rows"][m] and m != "dlfa@best_k"]
-        if vals:
-            _, i = max(vals)
-            tab[i + 1, j].set_text_props(fontweight="bold")
+        for i, c in cand:
+            if c["at_chance"]:
+                tab[i + 1 + n_ref, j].set_text_props(color="0.55")
+        best = best_above_chance([c["mean"] for _i, c in cand],
+                                 [c["at_chance"] is not False for _i, c in cand])
+        if best is not None:
+            tab[cand[best][0] + 1 + n_ref, j].set_text_props(fontweight="bold")
     for j in range(len(tasks)):
-        tab[0, j].set_height(tab[0, j].get_height() * 1.6)
+        tab[0, j].set_height(tab[0, j].get_height() * 2.0)
     meta = {"model": s["model"], "versions": s["versions"], "seed": ",".join(map(str, s["seeds"])),
             "data_caption": "XTREME, zero-shot from English, mean over target languages; frozen "
-                            "encoder (the paper fine-tunes mBERT)"}
+                            "encoder (the paper fine-tunes mBERT); ~ grey: at chance (95% "
+                            "interval over seeds and sentences reaches the majority rate) in a "
+                            "language, never bold"}
     return finish(fig, Path(out), meta, "Layer fusion on a frozen encoder: zero-shot results")
 
 
@@ -1345,13 +1589,23 @@ def run(args) -> int:
           f"{r['data']['dev']['split']}, targets " +
           ", ".join(f"{l} {r['data']['targets'][l]['split']}" for l in res.langs))
     print(r["subsample_note"])
+    print(r["training_data"]["description"])
+    for lang, lk in r["leakage"].items():
+        if lk["n_dropped"]:
+            print(f"{lang}: dropped {lk['n_dropped']} of {lk['n_loaded']} target pairs that are "
+                  f"(translations of) English training/selection pairs; {lk['n_evaluated']} evaluated")
     print(res.format_table())
+    print("note: " + r["capacity_note"])
     def vs_alone(b):
         g = b.get("gain_vs_layer_k")
-        return "" if not g else (f", {g['mean']:+.3f} [{g['ci95'][0]:+.3f}, {g['ci95'][1]:+.3f}] "
-                                 f"vs layer {b['k']} alone")
+        if not g:
+            return ""
+        iv = "no interval" if g.get("ci95") is None else \
+            f"{g['ci95'][0]:+.3f}, {g['ci95'][1]:+.3f}"
+        return f", {g['mean']:+.3f} [{iv}] vs layer {b['k']} alone"
 
-    best = ", ".join(f"{l}: k={b['k']} ({b['gain_vs_last']['mean']:+.3f} vs last{vs_alone(b)})"
+    best = ", ".join(f"{l}: k={b['k']} ({b['gain_vs_last']['mean']:+.3f} vs last{vs_alone(b)}"
+                     f"{', at chance' if b.get('at_chance') else ''})"
                      for l, b in r["best_k"].items())
     if best:
         print(f"best k per language (oracle): {best}; dev-selected k: "
