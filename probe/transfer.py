@@ -109,6 +109,7 @@ __all__ = [
     "sentence_counts",
     "summary_table",
     "summary_figure",
+    "summary_highlight",
     "add_parser",
     "run",
 ]
@@ -1423,6 +1424,25 @@ def summary_table(paths) -> dict:
             "seeds": sorted({s for t in tasks for s in reports[t]["seeds"]["train"]})}
 
 
+def summary_highlight(table: dict) -> dict:
+    """``{task: method or None}``: the cell :func:`summary_figure` may bold per task.
+
+    The best mean among the non-oracle methods that are *not* at chance
+    (:func:`probe.stats.best_above_chance`); None when every method is at chance or the
+    task's file predates reference rates (``at_chance`` None counts as at chance).
+    """
+    from .stats import best_above_chance
+
+    out = {}
+    for t in table["tasks"]:
+        cand = [(m, row[t]) for m, row in table["rows"].items()
+                if t in row and m != "dlfa@best_k"]
+        i = best_above_chance([c["mean"] for _m, c in cand],
+                              [c["at_chance"] is not False for _m, c in cand])
+        out[t] = None if i is None else cand[i][0]
+    return out
+
+
 def summary_figure(paths, out: Path) -> list[Path]:
     """A results table figure across tasks (like the paper's), from existing fusion.json files.
 
@@ -1434,14 +1454,13 @@ def summary_figure(paths, out: Path) -> list[Path]:
     (:func:`probe.stats.best_above_chance`): when every method is at chance nothing is bold,
     and neither is anything for a file without reference rates. Writes ``out`` (.png + .pdf).
     """
-    from .stats import best_above_chance
-
     import matplotlib.pyplot as plt
 
     from .plotting import finish, setup_style
 
     setup_style()
     s = summary_table(paths)
+    highlight = summary_highlight(s)
     tasks = s["tasks"]
     labels = [lab for m, lab in _SUMMARY_ROWS if m in s["rows"]]
     methods = [m for m, _lab in _SUMMARY_ROWS if m in s["rows"]]
@@ -1469,15 +1488,12 @@ def summary_figure(paths, out: Path) -> list[Path]:
         for i in range(n_ref):
             tab[i + 1, j].set_text_props(color="0.35", fontstyle="italic")
         # the oracle row picks k on the targets themselves: it is not a competitor
-        cand = [(i, s["rows"][m][t]) for i, m in enumerate(methods)
-                if t in s["rows"][m] and m != "dlfa@best_k"]
-        for i, c in cand:
-            if c["at_chance"]:
+        for i, m in enumerate(methods):
+            if s["rows"][m].get(t, {}).get("at_chance"):
                 tab[i + 1 + n_ref, j].set_text_props(color="0.55")
-        best = best_above_chance([c["mean"] for _i, c in cand],
-                                 [c["at_chance"] is not False for _i, c in cand])
+        best = highlight.get(t)
         if best is not None:
-            tab[cand[best][0] + 1 + n_ref, j].set_text_props(fontweight="bold")
+            tab[methods.index(best) + 1 + n_ref, j].set_text_props(fontweight="bold")
     for j in range(len(tasks)):
         tab[0, j].set_height(tab[0, j].get_height() * 2.0)
     meta = {"model": s["model"], "versions": s["versions"], "seed": ",".join(map(str, s["seeds"])),
