@@ -3,8 +3,11 @@
 A DLFA/AIF fusion sweep through :func:`probe.transfer.fuse` (XTREME POS, zero-shot from
 English, frozen encoder: only the fusion block and the head are trained on cached hidden
 states): for every fused layer k and target language, the gain of DLFA(L + k) over the
-last layer alone (mean over training seeds, paired 95% bootstrap interval), next to the
-"layer k only" baseline. Every training run is memoised in the cache.
+last layer alone (mean over training seeds, 95% bootstrap interval over seeds and target
+sentences), next to the "layer k only" baseline and the capacity-matched control (DLFA with
+its layer gate fixed at 0.5), with each target's majority-class and chance rate; a score
+within noise of the majority rate is marked at chance. Every training run is memoised in
+the cache.
 
 Budget: the defaults (:data:`DEFAULTS`) keep the sweep to a few minutes on 2 CPU cores on
 top of the other analyses (fewer targets, seeds and examples than ``probe fuse``'s own
@@ -31,11 +34,11 @@ CLAIM = ("Fusing the last layer with a lower layer k (DLFA/AIF) improves zero-sh
          "last layer alone, and the gain depends on k and on the target language.")
 #: The sweep run by ``probe figures`` (sized to its 30-minute budget on 2 CPU cores).
 DEFAULTS = {"task": "pos", "langs": ["de", "zh", "ar"], "layers": "all", "seeds": 2,
-            "methods": ["dlfa", "last", "layer"], "max_examples": 1500, "max_dev": 500, "max_test": 500,
-            "epochs": 3}
+            "methods": ["dlfa", "dlfa-fixed", "last", "layer"], "max_examples": 1500, "max_dev": 500,
+            "max_test": 500, "epochs": 3}
 QUICK = {"task": "pos", "langs": ["de", "zh"], "layers": "0,4,8,11", "seeds": 1,
-         "methods": ["dlfa", "last", "layer"], "max_examples": 500, "max_dev": 200, "max_test": 300,
-         "epochs": 2}
+         "methods": ["dlfa", "dlfa-fixed", "last", "layer"], "max_examples": 500, "max_dev": 200,
+         "max_test": 300, "epochs": 2}
 
 
 def gains(report: dict) -> dict:
@@ -44,12 +47,14 @@ def gains(report: dict) -> dict:
     for row in report["results"]:
         m, lang = row["method"], row["lang"]
         if m == "last":
-            out["last"][lang] = {"mean": row["mean"], "std": row["std"], "ci95": row["ci95"]}
-        elif m in ("dlfa", "layer"):
-            out[m].setdefault(lang, {})[int(row["k"])] = {
-                "score": row["mean"], "score_std": row["std"],
+            out["last"][lang] = {"mean": row["mean"], "std": row["std"], "ci95": row["ci95"],
+                                 "at_chance": row.get("at_chance")}
+        elif m in ("dlfa", "layer", "dlfa-fixed"):
+            out.setdefault(m, {}).setdefault(lang, {})[int(row["k"])] = {
+                "score": row["mean"], "score_std": row["std"], "at_chance": row.get("at_chance"),
                 "gain": row["gain_vs_last"]["mean"], "gain_std": row["gain_vs_last"]["std"],
-                "gain_ci95": row["gain_vs_last"]["ci95"]}
+                "gain_ci95": row["gain_vs_last"]["ci95"],
+                "gain_vs_fixed_gate": row.get("gain_vs_fixed_gate")}
     return out
 
 
@@ -60,8 +65,15 @@ def summarise(report: dict) -> dict:
     table = {lang: [dl[lang][k]["gain"] if k in dl.get(lang, {}) else None for k in ks] for lang in langs}
     mean_gain = [float(np.mean([dl[l][k]["gain"] for l in langs if k in dl.get(l, {})])) if any(
         k in dl.get(l, {}) for l in langs) else None for k in ks]
-    sig = {lang: [k for k in ks if k in dl.get(lang, {}) and dl[lang][k]["gain_ci95"][0] > 0] for lang in langs}
+    # a gain counts only with an interval (two or more seeds) above 0 and a score above chance
+    sig = {lang: [k for k in ks if k in dl.get(lang, {}) and dl[lang][k]["gain_ci95"] is not None
+                  and dl[lang][k]["gain_ci95"][0] > 0 and not dl[lang][k]["at_chance"]]
+           for lang in langs}
+    chance = {lang: [k for k in ks if dl.get(lang, {}).get(k, {}).get("at_chance")] for lang in langs}
     return {"ks": ks, "langs": langs, "metric": report["task_info"]["metric"],
+            "n_seeds": report["n_seeds"], "reference": report["reference"],
+            "k_at_chance": chance, "training_data": report["training_data"]["description"],
+            "params": report["params"],
             "dlfa_gain": table, "dlfa_mean_gain_over_langs": mean_gain,
             "k_with_ci_above_zero": sig, "best_k": report.get("best_k", {}),
             "selected_k": report.get("selected_k", {}), "gains": g}
@@ -83,22 +95,30 @@ def plot(rec: dict, path: Path) -> list[Path]:
                                  gridspec_kw={"width_ratios": [1.25, 1]})
     G = np.array([[np.nan if v is None else 100 * v for v in s["dlfa_gain"][l]] for l in langs])
     lim = max(0.5, float(np.nanmax(np.abs(G)))) if np.isfinite(G).any() else 1
-    annot = np.array([[("" if not np.isfinite(v) else f"{v:+.1f}" + ("*" if k in s["k_with_ci_above_zero"][l] else ""))
+    annot = np.array([[("" if not np.isfinite(v) else f"{v:+.1f}"
+                        + ("*" if k in s["k_with_ci_above_zero"][l] else "")
+                        + ("~" if k in s["k_at_chance"][l] else ""))
                        for v, k in zip(row, ks)] for row, l in zip(G, langs)])
+    ref = s["reference"]
     sns.heatmap(G, ax=a1, cmap="vlag", center=0, vmin=-lim, vmax=lim, annot=annot, fmt="",
                 annot_kws={"fontsize": 7}, xticklabels=ks,
-                yticklabels=[f"{l} ({rep['target_split'][l]})" for l in langs],
+                yticklabels=[f"{l} ({rep['target_split'][l]}; majority {ref[l]['majority']:.2f}, "
+                             f"chance {ref[l]['chance']:.2f})" for l in langs],
                 cbar_kws={"label": f"DLFA gain over last layer ({metric}, points)"})
     a1.set(xlabel=f"fused layer k (0 = embeddings; fused with L = {L})", ylabel="target language",
-           title="DLFA(L + k) − last layer, mean over seeds\n(* paired 95% bootstrap CI above 0)")
+           title=f"DLFA(L + k) − last layer, mean over {s['n_seeds']} seed(s)\n(* 95% interval over "
+                 f"seeds and sentences above 0; ~ DLFA at chance)"
+                 + ("" if s["n_seeds"] > 1 else "\none seed: no intervals, nothing starred"))
     cols = palette(3)
-    for m, c, label in (("dlfa", cols[0], "DLFA (L + k)"), ("layer", cols[1], "layer k only")):
-        rows = s["gains"][m]
+    for m, c, label in (("dlfa", cols[0], "DLFA (L + k)"), ("layer", cols[1], "layer k only"),
+                        ("dlfa-fixed", cols[2], "DLFA gate 0.5 (control)")):
+        rows = s["gains"].get(m)
         if not rows:
             continue
         M = np.array([[100 * rows[l][k]["gain"] if k in rows.get(l, {}) else np.nan for k in ks] for l in langs])
         mu = np.nanmean(M, 0)
-        a2.plot(ks, mu, marker="o", ms=3, color=c, label=f"{label}, mean of {len(langs)}")
+        a2.plot(ks, mu, marker="o", ms=3, color=c, label=f"{label}, mean of {len(langs)}",
+                ls="-" if np.isfinite(mu).sum() > 1 else "none")
         a2.fill_between(ks, np.nanmin(M, 0), np.nanmax(M, 0), color=c, alpha=0.15, lw=0)
     a2.axhline(0, color="0.3", lw=0.8, label="last layer only")
     a2.set(xlabel=f"layer k (0 = embeddings, L = {L})", ylabel=f"gain over last layer ({metric}, points)",
@@ -109,7 +129,8 @@ def plot(rec: dict, path: Path) -> list[Path]:
     tr = rep["data"]["train"]
     cap = (f"XTREME {rep['task']}: train en {tr['split']} ({tr['n_sentences']} sent.), targets "
            + ", ".join(f"{l} {rep['data']['targets'][l]['split']}" for l in langs)
-           + "; frozen encoder (the paper fine-tunes mBERT)")
+           + f"; {s['n_seeds']} seed(s); frozen encoder (the paper fine-tunes mBERT); "
+           + s["training_data"])
     return finish(fig, path, fig_meta(rec, cap),
                   f"Layer-fusion gains per fused layer and language — {rec['model']['name']}, XTREME {rep['task'].upper()}")
 

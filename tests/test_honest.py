@@ -235,7 +235,6 @@ def test_pawsx_targets_sharing_an_id_with_english_data_are_flagged(tmp_path, mon
     # the held-out dev share of another language: its ids are the English selection pairs
     held = load_corpus("xtreme-pawsx", "de", "dev")
     assert source_overlap(held).all()
-    # other tasks have no shared ids: nothing flagged
 
 
 def test_dropping_examples_recomputes_the_run_scores():
@@ -280,3 +279,20 @@ def test_summary_never_highlights_a_result_at_chance(tmp_path):
     # a file without reference rates cannot show anything is above chance
     assert summary_highlight(table) == {"pos": "layer", "ner": None, "pawsx": None}
     assert summary_figure([tmp_path], tmp_path / "summary.png")[0].stat().st_size > 0
+
+
+def test_pawsx_overlap_on_the_mirror(mirror):
+    from probe.data import load_corpus
+    from probe.data.xtreme import source_overlap
+
+    if not (mirror / "xtreme" / "pawsx").is_dir():
+        pytest.skip("the mirror has no xtreme/pawsx folder")
+    # test pairs equal to a line of the same language's dev file (whose English line trains or
+    # selects), e.g. test-de line 385 = dev-de line 693 swapped, plus untranslated "NS" lines
+    de = load_corpus("xtreme-pawsx", "de", "test")
+    flagged = source_overlap(de)
+    assert int(flagged.sum()) == 15
+    assert flagged[384] and de.sentences[384].sent_id == "test-de:385"
+    assert int(source_overlap(load_corpus("xtreme-pawsx", "zh", "test")).sum()) == 25
+    assert source_overlap(load_corpus("xtreme-pawsx", "fr", "dev")).all()
+    assert not source_overlap(load_corpus("xtreme-xnli", "de", "test@200s0")).any()

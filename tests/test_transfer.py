@@ -264,7 +264,25 @@ def test_reduced_pos_sweep_with_the_real_model(e5, tmp_path, capsys):
     dlfa6 = next(r for r in rep["results"] if r["method"] == "dlfa" and r["k"] == 6)
     lo, hi = dlfa6["gain_vs_layer_k"]["ci95"]
     assert -1 <= lo <= hi <= 1
-    assert {"last", "layer", "scalarmix", "concat", "dlfa"} <= set(rep["comparison"]["de"])
+    assert {"last", "layer", "scalarmix", "concat", "dlfa", "dlfa-fixed"} <= set(rep["comparison"]["de"])
+    # honest numbers (issue 14): reference rates, at-chance flags, seeds, parameters, data
+    ref = rep["reference"]["de"]
+    assert 0 < ref["chance"] < ref["majority"] < 1 and ref["majority_label"] == "NOUN"
+    assert f"{ref['majority']:.3f}" in printed and "at chance" in rep["config"]["at_chance"]
+    assert rep["n_seeds"] == 2 and "2 seed(s)" in printed
+    for row in rep["results"]:
+        assert row["n_seeds"] == 2 and isinstance(row["at_chance"], bool)
+        assert row["ci95_covers"] == "training seeds and target sentences"
+        assert row["at_chance"] == (row["ci95"][0] <= ref["majority"])
+        assert row["params"]["total"] == row["params"]["combiner"] + row["params"]["head"]
+    fixed = {r["k"] for r in rep["results"] if r["method"] == "dlfa-fixed"}
+    assert fixed and rep["params"][f"dlfa-fixed@{min(fixed)}"] == rep["params"][f"dlfa@{min(fixed)}"]
+    assert rep["params"]["last"]["combiner"] == 0
+    assert all("gain_vs_fixed_gate" in r for r in rep["results"]
+               if r["method"] == "dlfa" and r["k"] in fixed)
+    assert "POS train" in rep["training_data"]["description"] and "80 sentences used" in printed
+    assert rep["leakage"]["de"]["n_dropped"] == 0 and rep["n_target_sentences"]["de"] == 40
+    assert "dlfa-fixed is the capacity-matched control" in printed
     for name in ("gain_vs_k", "baselines"):
         assert (out / f"{name}.png").stat().st_size > 0 and (out / f"{name}.pdf").exists()
     assert (out.parent / "summary.png").exists()
