@@ -24,7 +24,9 @@ Choices (all recorded in ``fusion.json``):
 
 * **Targets**: the target's ``test`` file; a language without one (XTREME POS German
   is not mirrored) falls back to its ``dev`` file, which is leak-free here because
-  training and selection only ever see English. English as a target is in-language.
+  training and selection only ever see English (not for PAWS-X, whose dev files are
+  translations of the very English pairs used for training and selection: such a target
+  is refused, see *Training data and leakage*). English as a target is in-language.
 * **Budget** (:data:`TASK_BUDGETS`): seeded subsamples (``data_seed``) of English train,
   English dev and each target, sized so the default POS sweep (English -> de, zh; 12 k
   x 3 seeds of DLFA and of layer-k, plus last, concat and scalarmix; extraction from an
@@ -1537,16 +1539,22 @@ def add_parser(subparsers) -> None:
             "Trains on English, selects the epoch on English dev, and evaluates zero-shot on each\n"
             "target language: DLFA (the last layer L fused with layer k through AIF) for every k,\n"
             "and in the same harness (same head, optimiser, epochs and data) the baselines: last\n"
-            "layer only, layer k only, concat [L; k] + linear, and the ELMo scalar mix. Every run\n"
-            "is repeated per seed and memoised, so an interrupted sweep resumes. Prints a table\n"
-            "(mean ± std over seeds, gain over the last layer with a 95% bootstrap interval, best\n"
-            "k per language) and writes fusion.json and figures to --out; also refreshes a\n"
-            "cross-task summary table figure (summary.png) in the parent of --out.\n\n"
+            "layer only, layer k only, concat [L; k] + linear, the ELMo scalar mix, and dlfa-fixed\n"
+            "(the capacity-matched control: DLFA's AIF block and head with the layer gate fixed\n"
+            "at 0.5). Every run is repeated per seed and memoised, so an interrupted sweep\n"
+            "resumes. Prints a table (mean ± std over seeds, gain over the last layer with a 95%\n"
+            "bootstrap interval over seeds and target sentences - none from one seed -, trainable\n"
+            "parameters, each target's majority-class and chance rate, '~' = at chance) and writes\n"
+            "fusion.json and figures to --out; also refreshes a cross-task summary table figure\n"
+            "(summary.png, where a result at chance is never bold) in the parent of --out.\n"
+            "PAWS-X target pairs that share an id with the English training/selection pairs are\n"
+            "dropped (count printed).\n\n"
             "The encoder is FROZEN (features from the cache); the paper (arXiv 2205.08497)\n"
             "fine-tunes mBERT end to end, so numbers are not comparable with its tables.\n\n"
             "Data: XTREME task files under $PROBE_DATA_MIRROR/xtreme or $PROBE_XTREME_DIR. A target\n"
             "without a test file (e.g. POS German) is evaluated on its dev file, which is leak-free\n"
-            "since only English is used for training and selection. Default seeded subsamples\n"
+            "since only English is used for training and selection (not PAWS-X: its dev files\n"
+            "translate the English training pairs). Default seeded subsamples\n"
             f"(English train/dev/each target, in examples):\n  {budgets}.\n\n"
             "Layer 0 is the embedding output; layer L is the last transformer layer."))
     p.add_argument("--task", required=True, choices=list(_TASK_ORDER),
