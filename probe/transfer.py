@@ -1116,10 +1116,17 @@ class FusionResult:
         return self.report["langs"]
 
     def table(self):
-        """Per method (selected k) and language: mean score, as a pandas DataFrame."""
+        """Per method (selected k) and language: mean score, k, whether it is at chance, and
+        the trainable parameters, as a pandas DataFrame; the first two rows are each target's
+        majority-class and chance rates."""
         import pandas as pd
 
+        refs = self.report.get("reference") or {}
         rows, index = [], []
+        for key, label in (("majority", "majority class"), ("chance", "chance")):
+            if refs:
+                rows.append({lang: refs[lang][key] for lang in self.langs if lang in refs})
+                index.append(label)
         for method, label in _LABEL.items():
             row = {}
             for lang in self.langs:
@@ -1127,6 +1134,8 @@ class FusionResult:
                 if comp:
                     row[f"{lang}"] = comp["mean"]
                     row[f"{lang} k"] = comp.get("k")
+                    row[f"{lang} at chance"] = comp.get("at_chance")
+                    row["params"] = (comp.get("params") or {}).get("total")
             if row:
                 rows.append(row)
                 index.append(label)
