@@ -37,7 +37,10 @@ trainer's batches are zero-padded anyway.
 Baselines share the combiner interface ``forward(feats, mask) -> [B, T, E]`` where ``feats``
 maps layer index to ``[B, T, E]`` (a dict, or a list indexed by layer): :class:`LastLayer`,
 :class:`SingleLayer`, :class:`ConcatFusion` (``[X; Y] -> Linear(2E -> E)``) and
-:class:`ScalarMix` (ELMo: softmax-normalised weights over all layers and a scalar gamma).
+:class:`ScalarMix` (ELMo: softmax-normalised weights over all layers and a scalar gamma), and
+the capacity-matched control :class:`FixedGateFusion` (``"dlfa-fixed"``: DLFA's AIF block
+and head with the layer gate fixed at 0.5; DLFA's gate is non-linear while the other
+baselines feed a linear head, so this control separates layer choice from capacity).
 Each combiner names the layers it reads in ``layers`` so that the batcher loads only those.
 
 Training: :class:`FusionClassifier`, a scikit-learn style estimator over *feature views*.
