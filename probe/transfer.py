@@ -9,11 +9,14 @@
    AIF, :mod:`probe.fusion`) for every k in ``layers`` (default 0..L-1), and the baselines
    in the same harness (same head, optimiser, epochs, batch size and data):
    ``last`` (layer L only), ``layer`` (layer k only, every k), ``concat``
-   (``[X_L; X_k] -> Linear``) and ``scalarmix`` (ELMo mix of all layers);
+   (``[X_L; X_k] -> Linear``), ``scalarmix`` (ELMo mix of all layers) and ``dlfa-fixed``
+   (the capacity-matched control: DLFA's block and head with the layer gate fixed at 0.5);
 3. repeats each run for every seed, memoising each (method, k, seed) run with
    :func:`probe.cache.memoized`, so an interrupted sweep resumes where it stopped;
 4. reports per method, k and language the mean +- std over seeds, a 95% bootstrap
-   interval, the gain over the last-layer baseline, and the best k per language.
+   interval over seeds and target sentences, the gain over the last-layer baseline, the
+   target's majority-class and chance rates with an "at chance" flag, the trainable
+   parameter count, and the best k per language.
 
 **The encoder is frozen.** Every method trains only its fusion block and task head on
 hidden states read from the cache; arXiv 2205.08497 fine-tunes mBERT end to end. Absolute
@@ -677,7 +680,8 @@ def fuse(task: str, langs: Sequence[str] | str, model="e5-small-q4", layers="all
         and each target; None = the whole split, ``"auto"`` = the task's
         :data:`TASK_BUDGETS` entry.
     epochs : training epochs of every run (the epoch with the best English-dev score is kept).
-    concat : ``"best"`` (at the dev-selected and per-language best DLFA k) or ``"all"``.
+    concat : ``"best"`` (concat and the ``dlfa-fixed`` control at the dev-selected and
+        per-language best DLFA k) or ``"all"`` (both at every k).
     n_jobs : parallel training processes (default ``min(2, cpu count)``), one thread each.
     n_boot : bootstrap replicates for the 95% intervals.
     data_seed : seed of the data subsamples (the training seeds are ``seeds``).
