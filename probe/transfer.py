@@ -1252,7 +1252,10 @@ class FusionResult:
             a1.fill_between(kk, g - sd, g + sd, color=c, alpha=0.2, lw=0)
             if lang in r["best_k"]:
                 b = r["best_k"][lang]
-                a1.plot([b["k"]], [b["gain_vs_last"]["mean"]], marker="*", ms=11, color=c)
+                # a best k at chance is not highlighted: hollow star
+                a1.plot([b["k"]], [b["gain_vs_last"]["mean"]], marker="*", ms=11, color=c,
+                        mfc="none" if b.get("at_chance") else c,
+                        label=f"{lang}: best k at chance" if b.get("at_chance") else None)
             a2.plot(kk, [rows[k]["mean"] for k in kk], marker="o", ms=3, color=c,
                     label=f"{lang}: DLFA (L + k)")
             single = {x["k"]: x["mean"] for x in r["results"]
@@ -1272,9 +1275,9 @@ class FusionResult:
         metric = r["task_info"]["metric"]
         a1.set(xlabel=f"fused layer k (0 = embeddings; fused with layer L = {L})",
                ylabel=f"{metric} gain over last layer",
-               title="DLFA gain vs fused layer (band: ± seed std, ★ best k)")
+               title="DLFA gain vs fused layer\n(band: ± seed std; ★ best k, hollow: at chance)")
         a2.set(xlabel=f"layer k (0 = embeddings, L = {L})", ylabel=metric,
-               title="zero-shot score (dotted: last layer only; dash-dot: majority class)")
+               title="zero-shot score\n(dotted: last layer only; dash-dot: majority class)")
         a1.legend(fontsize=8)
         a2.legend(fontsize=7)
         return finish(fig, path or Path("gain_vs_k.png"), self._meta(self._caption()),
