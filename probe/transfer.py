@@ -1155,10 +1155,11 @@ class FusionResult:
         head = f"{'method':28s} {'k':>3s} {'params':>8s} {'en dev':>13s}"
         for lang in self.langs:
             head += f" {lang + ' (' + r['target_split'][lang] + ')':>15s} {'gain vs last [95% CI]':>26s}"
+        interval = (f"95% intervals: bootstrap over the {n_seeds} seeds and the target sentences"
+                    if n_seeds > 1 else "95% intervals: target sentences only (one seed: they "
+                    "cannot cover seed variance, and there is no gain interval)")
         lines = [f"{r['task']}: {metric}, mean ± std over {n_seeds} seed(s) {r['seeds']['train']}; "
-                 f"95% intervals: bootstrap over the {n_seeds} seed(s) and the target sentences"
-                 + (" (one seed: no gain interval)" if n_seeds < 2 else "")
-                 + f"; k = fused layer (0 = embeddings, L = {r['model']['n_layers']}); "
+                 + interval + f"; k = fused layer (0 = embeddings, L = {r['model']['n_layers']}); "
                  f"dev-selected k unless marked"]
         for lang in self.langs:
             ref = (r.get("reference") or {}).get(lang)
