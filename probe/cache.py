@@ -334,7 +334,6 @@ class EntryBuilder:
             self._lock.acquire()
             self.finished = open_entry(key)
             if self.finished is not None:
-                self.finished.built_elsewhere = True
                 self.release()
                 return
         self.partial.mkdir(parents=True, exist_ok=True)
@@ -421,9 +420,18 @@ class EntryBuilder:
             raise
         shutil.rmtree(self.partial, ignore_errors=True)
         self.release()
+        _PUBLISHED_HERE.add(str(self.final))
         entry = CacheEntry(self.final)
         _mark_verified(entry)  # its checksums were just taken from the bytes written
         return entry
+
+
+_PUBLISHED_HERE: set[str] = set()
+
+
+def published_here(path: Path) -> bool:
+    """Whether this process built (published) the entry at ``path`` (else it found it)."""
+    return str(path) in _PUBLISHED_HERE
 
 
 def _healthy(path: Path) -> bool:

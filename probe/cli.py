@@ -40,7 +40,7 @@ def cmd_extract(args) -> int:
     loaded = [cdef.load(lang, split, progress=not args.quiet) for lang in langs]
     encoder = None
     for data in loaded:
-        from .cache import open_entry, verify_on_use
+        from .cache import open_entry, published_here, verify_on_use
         from .extraction import cache_key
         hit = open_entry(cache_key(spec, data, args.pooling), checksums=verify_on_use())
         if hit is None and encoder is None:
@@ -48,7 +48,7 @@ def cmd_extract(args) -> int:
         entry = hit or extract_corpus(spec, data, pooling=args.pooling, batch_tokens=args.batch_tokens,
                                       device=args.device, progress=not args.quiet, encoder=encoder,
                                       workers=args.workers)
-        state = "cached" if hit or getattr(entry, "built_elsewhere", False) else "built"
+        state = "built" if published_here(entry.path) else "cached"
         print(f"{state:6s} {entry.path}  [{entry.n_layers} layers x {entry.n_words} words x "
               f"{entry.hidden}] {entry.n_sentences} sentences")
     return 0
