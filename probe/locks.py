@@ -20,6 +20,10 @@ except ImportError:  # pragma: no cover - Windows: no locking, as before
     fcntl = None
 
 LOCK_SUFFIX = ".lock"
+# Locks this process holds, by path. A builder abandoned by an exception (e.g. Ctrl-C in a
+# notebook, whose traceback keeps the builder alive) must not block this process's next
+# build of the same entry forever: the new lock takes the held one over.
+_HELD: dict[str, "EntryLock"] = {}
 
 
 def lock_path(entry_path: Path) -> Path:
@@ -44,6 +48,11 @@ class EntryLock:
 
     def acquire(self, *, wait: bool = True) -> bool:
         if fcntl is None:
+            return True
+        previous = _HELD.get(str(self.path))
+        if previous is not None and previous._fd is not None:
+            self._fd, previous._fd = previous._fd, None
+            _HELD[str(self.path)] = self
             return True
         told = False
         while True:
@@ -74,6 +83,7 @@ class EntryLock:
                 os.ftruncate(fd, 0)
                 os.write(fd, f"{os.getpid()}\n".encode())
                 self._fd = fd
+                _HELD[str(self.path)] = self
                 return True
             except BaseException:
                 if self._fd != fd:
@@ -87,6 +97,8 @@ class EntryLock:
         fd, self._fd = self._fd, None
         if fd is None:
             return
+        if _HELD.get(str(self.path)) is self:
+            del _HELD[str(self.path)]
         try:
             os.unlink(self.path)  # while still holding it: see the module docstring
         except OSError:

@@ -423,20 +423,37 @@ def test_concurrent_extracts_build_once(home, tiny_model, capsys):
     assert_intact(capsys, home, ref)
 
 
-def test_lock_waits_and_stale_lock_is_broken(tmp_path):
+def test_lock_held_elsewhere_taken_over_here_and_stale_broken(tmp_path):
     from probe.locks import EntryLock, break_stale_lock, stale_locks
 
     entry = tmp_path / "m" / "e.x.y.first.0123456789abcdef"
     entry.parent.mkdir()
+    lock_file = entry.with_name(entry.name + ".lock")
+    # another process holds it: not acquired without waiting, not stale, not broken
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(30)", str(lock_file)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert not EntryLock(entry).acquire(wait=False)
+        assert stale_locks(entry.parent) == []
+        assert not break_stale_lock(lock_file) and lock_file.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # its process is gone: the file is a stale lock, and breaking it removes it
+    assert stale_locks(entry.parent) == [lock_file]
+    assert break_stale_lock(lock_file) and not lock_file.exists()
+    # this process builds again after abandoning a builder (e.g. Ctrl-C in a notebook): taken over
     a = EntryLock(entry)
-    assert a.acquire()
-    assert not EntryLock(entry).acquire(wait=False)  # held
-    assert stale_locks(entry.parent) == []
-    a.release()
-    assert not a.path.exists()
-    a.path.write_text("999999999\n")  # left by a killed process: nobody holds it
-    assert stale_locks(entry.parent) == [a.path]
-    assert break_stale_lock(a.path) and not a.path.exists()
+    assert a.acquire(wait=False) and lock_file.read_text().strip() == str(os.getpid())
+    b = EntryLock(entry)
+    assert b.acquire(wait=False) and b.held and not a.held
+    a.release()  # no effect any more
+    assert lock_file.exists() and stale_locks(entry.parent) == []
+    b.release()
+    assert not lock_file.exists()
 
 
 # --------------------------------------------------------------------------- data files
