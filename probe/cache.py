@@ -415,8 +415,9 @@ class EntryBuilder:
                     discard_dir(self.final)
                 os.replace(tmp, self.final)
         except BaseException:
+            # The lock stays held while the caller saves its unsaved chunks; it is let go
+            # when this builder is dropped, or taken over by this process's next builder.
             shutil.rmtree(tmp, ignore_errors=True)
-            self.release()
             raise
         shutil.rmtree(self.partial, ignore_errors=True)
         self.release()
