@@ -79,7 +79,10 @@ def scan(root: Path | None = None, *, checksums: bool = False) -> Iterator[Item]
             try:
                 entry = CacheEntry(p)
             except CacheError as exc:
-                yield Item(p, "broken", model_dir.name, **fields, problems=[str(exc).split(": ", 1)[-1]])
+                problem = str(exc).replace(f"{p}: ", "")
+                if "no meta.json" in problem:
+                    problem = "no meta.json: an interrupted or damaged entry"
+                yield Item(p, "broken", model_dir.name, **fields, problems=[problem])
                 continue
             c = entry.meta.get("corpus", {})
             fields = {"corpus": c.get("name"), "lang": c.get("lang"), "split": c.get("split"),
