@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["PROBE_NO_VERIFY"] = "1"
     argv = [a for a in argv if a not in ("--debug", "--no-verify")]
     parser = build_parser()
-    parser.error = _one_line_error(parser)
+    _one_line_error(parser)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
@@ -267,9 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         print("probe: interrupted (finished chunks are kept; run the same command to resume)",
               file=sys.stderr)
         return 130
-    except BaseException as exc:  # noqa: BLE001 - the one error path of the command line
-        if isinstance(exc, SystemExit):
-            raise
+    except Exception as exc:  # noqa: BLE001 - the one error path of the command line
         if debug:
             import traceback
 
@@ -287,8 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _one_line_error(parser):
-    """argparse errors of every sub-command as one line (usage is in ``--help``)."""
+def _one_line_error(parser) -> None:
+    """argparse errors of ``parser`` and every sub-command as one line (usage is in ``--help``)."""
     def error(message: str):
         print(f"probe: error: {message} (see `probe --help`)", file=sys.stderr)
         sys.exit(2)
@@ -300,7 +298,6 @@ def _one_line_error(parser):
                     action, argparse._SubParsersAction) else ():
                 walk(sub)
     walk(parser)
-    return error
 
 
 if __name__ == "__main__":

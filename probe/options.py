@@ -190,19 +190,18 @@ def check_args(args) -> None:
 
 # --------------------------------------------------------------------------- OS errors
 _FIXES = {
-    errno.EROFS: "the file system is read-only: set PROBE_HOME (or --out) to a writable folder",
-    errno.EACCES: "permission denied: fix the permissions or set PROBE_HOME (or --out) to a folder you can write",
-    errno.EPERM: "operation not permitted: fix the permissions or set PROBE_HOME (or --out) elsewhere",
-    errno.ENOSPC: "no space left on the device: free some space (e.g. `probe cache rm`) or set PROBE_HOME "
-                  "to a larger disk",
-    errno.EDQUOT: "disk quota exceeded: free some space (e.g. `probe cache rm`) or set PROBE_HOME elsewhere",
-    errno.ENOENT: "no such file or folder: check the path",
-    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
-    errno.EISDIR: "is a folder where a file was expected: choose another path",
-    errno.EEXIST: "already exists: remove it or choose another path",
-    errno.EIO: "input/output error: the disk may be failing; run `probe cache verify`",
-    errno.EMFILE: "too many open files: raise `ulimit -n`",
-    errno.ENOMEM: "out of memory: use a smaller --batch-tokens or fewer --workers",
+    errno.EROFS: "set PROBE_HOME (or --out) to a writable folder",
+    errno.EACCES: "fix the permissions or set PROBE_HOME (or --out) to a folder you can write",
+    errno.EPERM: "fix the permissions or set PROBE_HOME (or --out) to a folder you can write",
+    errno.ENOSPC: "free some space (e.g. `probe cache rm`) or set PROBE_HOME to a larger disk",
+    errno.EDQUOT: "free some space (e.g. `probe cache rm`) or set PROBE_HOME elsewhere",
+    errno.ENOENT: "check the path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; choose another path",
+    errno.EISDIR: "choose a file path, not a folder",
+    errno.EEXIST: "remove it or choose another path",
+    errno.EIO: "the disk may be failing; run `probe cache verify`",
+    errno.EMFILE: "raise the limit of open files (`ulimit -n`)",
+    errno.ENOMEM: "use a smaller --batch-tokens or fewer --workers",
 }
 
 
@@ -212,4 +211,4 @@ def describe_os_error(exc: OSError) -> str:
     where = " -> ".join(paths) if paths else "(no path given)"
     what = exc.strerror or str(exc) or type(exc).__name__
     fix = _FIXES.get(exc.errno)
-    return f"{where}: {what}" + (f"; {fix.split(': ', 1)[1]}" if fix and ": " in fix else "")
+    return f"{where}: {what}" + (f"; {fix}" if fix else "")
