@@ -337,6 +337,7 @@ class EntryBuilder:
                 self.release()
                 return
         self.partial.mkdir(parents=True, exist_ok=True)
+        clean_orphans(self.partial)  # chunk files half-written by a killed process
         self._sha256: dict[str, str] = {}
         plan_path = self.partial / "plan.json"
         plan_json = json.loads(json.dumps(plan))
@@ -573,5 +574,6 @@ def memoized(kind: str, fields: dict, compute):
             pass  # unreadable memo: recompute and overwrite
     result = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
+    clean_orphans(path.parent)
     atomic_write_json(path, {"key": payload, "result": result})
     return result

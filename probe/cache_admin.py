@@ -59,6 +59,10 @@ def scan(root: Path | None = None, *, checksums: bool = False) -> Iterator[Item]
     root = Path(root) if root else cache_dir()
     if not root.is_dir():
         return
+    for folder in sorted(root.glob("results/*/")) + sorted(root.glob("*/*.partial/")):
+        for p in orphans(folder):
+            yield Item(p, "orphan", folder.parent.name, problems=[f"temporary of process {_tmp_owner(p.name)}, "
+                                                                   f"which is gone"])
     for model_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name not in NOT_ENTRY_DIRS):
         orphan_set = set(orphans(model_dir))
         for p in sorted(orphan_set):

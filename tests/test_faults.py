@@ -361,11 +361,20 @@ def test_rm_by_key_and_broken(home, capsys):
     orphan.mkdir()
     lock = entry.with_name(entry.name + ".lock")
     lock.write_text("999999999\n")
+    partial = entry.with_name("tiny.de.test.mean.0123456789abcdef.partial")
+    partial.mkdir()
+    torn = partial / ".chunk_00000.npz.999999999.1.tmp"  # an atomic write cut by a SIGKILL
+    torn.write_bytes(b"PK")
+    (home / "cache" / "results" / "x").mkdir(parents=True)
+    memo_tmp = home / "cache" / "results" / "x" / ".abc.json.999999999.1.tmp"
+    memo_tmp.write_text("{")
     rc, out, _ = run(capsys, "cache", "verify", "--quick")
-    assert rc == 1 and "ORPHAN" in out and "STALE" in out
+    assert rc == 1 and "ORPHAN" in out and "STALE" in out and "3 orphaned temporaries" in out
+    assert "1 resumable partial builds" in out
     rc, out, _ = run(capsys, "cache", "rm", "--broken")
     assert rc == 0 and "orphan" in out and "stale-lock" in out
     assert entry.exists() and not orphan.exists() and not lock.exists()
+    assert not torn.exists() and not memo_tmp.exists() and partial.exists()  # resumable work kept
     rc, _, err = run(capsys, "cache", "rm", "feedbeef")
     assert rc == 2
     assert_one_error(err, "no cache item matches feedbeef")
