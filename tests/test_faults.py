@@ -322,12 +322,16 @@ def test_flipped_byte_is_caught_on_use_and_rebuilt(home, tiny_model, capsys, mon
     assert_intact(capsys, home, ref)
 
 
-def test_flipped_byte_makes_extract_rebuild(home, tiny_model, capsys):
+def test_flipped_byte_makes_extract_rebuild(home, tiny_model, capsys, monkeypatch):
     entry = entry_dir(home)
     ref = checksums(entry)
     flip_byte(entry / "sent_mean.npy", at=-7)
     rc, out, _ = run(capsys, "cache", "verify")
     assert rc == 1 and "CORRUPT" in out and "sent_mean.npy: sha256 differs" in out
+    monkeypatch.setenv("PROBE_NO_VERIFY", "0")  # restored after the test (main sets it)
+    rc, out, _ = run(capsys, "--no-verify", "extract", "--model", str(tiny_model), *CORPUS, "--quiet")
+    assert rc == 0 and out.startswith("cached")  # not checked, as asked
+    monkeypatch.setenv("PROBE_NO_VERIFY", "0")
     rc, out, err = run(capsys, "extract", "--model", str(tiny_model), *CORPUS, "--quiet")
     assert rc == 0 and out.startswith("built") and "damaged" in err, (out, err)
     assert_intact(capsys, home, ref)
