@@ -275,6 +275,25 @@ def open_entry(key: CacheKey, *, checksums: bool = False) -> CacheEntry | None:
     return None
 
 
+def wait_for_builder(key: CacheKey) -> CacheEntry | None:
+    """If another process is building ``key``'s entry, wait for it and return the entry it
+    published (None if nobody is building it, or the build failed). Lets a caller skip
+    loading a model it would not need (the builder itself waits too: :class:`EntryBuilder`)."""
+    from .locks import EntryLock
+
+    if not key.path.parent.is_dir():
+        return None
+    lock = EntryLock(key.path)
+    if lock.acquire(wait=False):
+        lock.release()
+        return None
+    lock.acquire()
+    try:
+        return open_entry(key)
+    finally:
+        lock.release()
+
+
 def _notice(message: str) -> None:
     import sys
 

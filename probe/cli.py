@@ -40,9 +40,10 @@ def cmd_extract(args) -> int:
     loaded = [cdef.load(lang, split, progress=not args.quiet) for lang in langs]
     encoder = None
     for data in loaded:
-        from .cache import open_entry, published_here, verify_on_use
+        from .cache import open_entry, published_here, verify_on_use, wait_for_builder
         from .extraction import cache_key
-        hit = open_entry(cache_key(spec, data, args.pooling), checksums=verify_on_use())
+        key = cache_key(spec, data, args.pooling)
+        hit = open_entry(key, checksums=verify_on_use()) or wait_for_builder(key)
         if hit is None and encoder is None:
             encoder = spec.load()
         entry = hit or extract_corpus(spec, data, pooling=args.pooling, batch_tokens=args.batch_tokens,

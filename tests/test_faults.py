@@ -402,13 +402,19 @@ def test_concurrent_extracts_build_once(home, tiny_model, capsys):
             "    return real(self, fn)\n"
             "probe.cache.EntryBuilder.publish = publish\n")
     argv = ("extract", "--model", str(tiny_model), *CORPUS, "--quiet")
-    first = cli_subprocess(home, *argv, driver=slow)
+    mark = ("import probe.encoders as E\n"
+            "_load = E.EncoderSpec.load\n"
+            "def load(self):\n"
+            "    print('probe-test: model loaded', file=sys.stderr, flush=True)\n"
+            "    return _load(self)\n"
+            "E.EncoderSpec.load = load\n")
+    first = cli_subprocess(home, *argv, driver=mark + slow)
     # Both start (import) at once; the second goes on once the first holds the lock.
     after_lock = ("import glob, time, torch, transformers\n"
                   "t = time.time()\n"
                   f"while not glob.glob({str(home / 'cache' / '*' / '*.lock')!r}) and time.time() - t < 120:\n"
                   "    time.sleep(0.05)\n")
-    second = cli_subprocess(home, *argv, driver=after_lock)
+    second = cli_subprocess(home, *argv, driver=mark + after_lock)
     err2 = ""
     for line in second.stderr:  # until it reports that it waits (or ends)
         err2 += line
@@ -421,6 +427,7 @@ def test_concurrent_extracts_build_once(home, tiny_model, capsys):
     assert first.returncode == 0 and second.returncode == 0, (err1, err2)
     assert out1.startswith("built")
     assert out2.startswith("cached") and "waiting for process" in err2, (out2, err2)
+    assert "model loaded" in err1 and "model loaded" not in err2  # the second loaded no model
     assert not list((home / "cache").glob("*/*.lock"))
     assert_intact(capsys, home, ref)
 
