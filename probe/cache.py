@@ -275,23 +275,17 @@ def open_entry(key: CacheKey, *, checksums: bool = False) -> CacheEntry | None:
     return None
 
 
-def wait_for_builder(key: CacheKey) -> CacheEntry | None:
-    """If another process is building ``key``'s entry, wait for it and return the entry it
-    published (None if nobody is building it, or the build failed). Lets a caller skip
-    loading a model it would not need (the builder itself waits too: :class:`EntryBuilder`)."""
+def lock_entry(key: CacheKey):
+    """Take ``key``'s build lock, waiting while another process holds it; returns the
+    :class:`~probe.locks.EntryLock` (``release()`` it). Taken before a model is loaded, so a
+    second process waits without loading one; this process's :class:`EntryBuilder` then
+    takes the lock over."""
     from .locks import EntryLock
 
-    if not key.path.parent.is_dir():
-        return None
+    key.path.parent.mkdir(parents=True, exist_ok=True)
     lock = EntryLock(key.path)
-    if lock.acquire(wait=False):
-        lock.release()
-        return None
     lock.acquire()
-    try:
-        return open_entry(key)
-    finally:
-        lock.release()
+    return lock
 
 
 def _notice(message: str) -> None:

@@ -40,15 +40,23 @@ def cmd_extract(args) -> int:
     loaded = [cdef.load(lang, split, progress=not args.quiet) for lang in langs]
     encoder = None
     for data in loaded:
-        from .cache import open_entry, published_here, verify_on_use, wait_for_builder
+        from .cache import lock_entry, open_entry, published_here, verify_on_use
         from .extraction import cache_key
         key = cache_key(spec, data, args.pooling)
-        hit = open_entry(key, checksums=verify_on_use()) or wait_for_builder(key)
-        if hit is None and encoder is None:
-            encoder = spec.load()
-        entry = hit or extract_corpus(spec, data, pooling=args.pooling, batch_tokens=args.batch_tokens,
-                                      device=args.device, progress=not args.quiet, encoder=encoder,
-                                      workers=args.workers)
+        hit = open_entry(key, checksums=verify_on_use())
+        lock = None
+        if hit is None:  # wait while another process builds it, then look again
+            lock = lock_entry(key)
+            hit = open_entry(key)
+        try:
+            if hit is None and encoder is None:
+                encoder = spec.load()
+            entry = hit or extract_corpus(spec, data, pooling=args.pooling, batch_tokens=args.batch_tokens,
+                                          device=args.device, progress=not args.quiet, encoder=encoder,
+                                          workers=args.workers)
+        finally:
+            if lock is not None:
+                lock.release()
         state = "built" if published_here(entry.path) else "cached"
         print(f"{state:6s} {entry.path}  [{entry.n_layers} layers x {entry.n_words} words x "
               f"{entry.hidden}] {entry.n_sentences} sentences")
