@@ -2,9 +2,10 @@
 
 Besides finished entries, a cache can hold states that no command should get stuck on:
 
-- a *broken* entry: a directory without a readable ``meta.json`` (or whose files are
-  missing or of the wrong size) - never trusted, rebuilt in place by the next extraction;
-- a *corrupt* entry: a file whose sha256 differs from the one in ``meta.json``;
+- a *broken* entry: a directory without a readable ``meta.json`` (an interrupted or
+  damaged entry) - never trusted, rebuilt in place by the next extraction;
+- a *corrupt* entry: a file missing, of the wrong size, or whose sha256 differs from the
+  one in ``meta.json``;
 - an *orphaned temporary*: ``<entry>.tmp-<pid>`` / ``.tmp-rm-<pid>`` left by a process
   killed during a publish or a delete;
 - a *stale lock*: ``<entry>.lock`` that no live process holds;
@@ -97,10 +98,8 @@ def scan(root: Path | None = None, *, checksums: bool = False) -> Iterator[Item]
                     problems = entry.verify(checksums=True)
             except (OSError, KeyError, TypeError) as exc:
                 problems = [f"unreadable: {exc}"]
-            kind = "entry"
-            if problems:
-                kind = "corrupt" if all("sha256" in q for q in problems) else "broken"
-            yield Item(p, kind, entry.model, **fields, entry=entry, problems=problems)
+            yield Item(p, "corrupt" if problems else "entry", entry.model, **fields, entry=entry,
+                       problems=problems)
 
 
 def _matches(item: Item, args) -> bool:
@@ -163,7 +162,7 @@ def run_cache(args) -> int:
             n_bad += i.needs_repair
         counts = {k: sum(i.kind == k for i in items) for k in labels}
         print(f"{counts['entry'] + counts['corrupt'] + counts['broken']} entries checked, "
-              f"{counts['corrupt']} corrupt, {counts['broken']} broken (incomplete or without meta.json), "
+              f"{counts['corrupt']} corrupt, {counts['broken']} broken (no readable meta.json), "
               f"{counts['orphan']} orphaned temporaries, {counts['stale-lock']} stale locks"
               + (f", {counts['partial']} resumable partial builds" if counts["partial"] else ""))
         if n_bad:

@@ -335,6 +335,28 @@ def test_flipped_byte_makes_extract_rebuild(home, tiny_model, capsys, monkeypatc
     assert_intact(capsys, home, ref)
 
 
+def test_truncated_file_is_named_and_rebuilt_by_any_open(home, tiny_model, capsys):
+    from probe.cache import open_entry
+    from probe.extraction import cache_key
+    from probe.encoders import resolve_encoder
+    import probe.data
+
+    entry = entry_dir(home)
+    ref = checksums(entry)
+    victim = entry / "layer_02.npy"
+    with open(victim, "r+b") as f:
+        f.truncate(victim.stat().st_size // 3)
+    rc, out, _ = run(capsys, "cache", "verify", "--quick")
+    assert rc == 1 and "CORRUPT" in out and "layer_02.npy: size" in out
+    # any caller (probe layers, fuse, ...) sees it as missing, without hashing anything
+    data = probe.data.CORPORA["tiny"].load("de", "test")
+    assert open_entry(cache_key(resolve_encoder(str(tiny_model)), data, "first")) is None
+    assert not entry.exists()
+    rc, out, err = run(capsys, "extract", "--model", str(tiny_model), *CORPUS, "--quiet")
+    assert rc == 0 and out.startswith("built"), err
+    assert_intact(capsys, home, ref)
+
+
 def test_missing_meta_json(home, tiny_model, capsys):
     entry = entry_dir(home)
     ref = checksums(entry)
