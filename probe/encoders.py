@@ -52,8 +52,11 @@ def _hash_file_cached(path: Path) -> str:
     if key in memo:
         return memo[key]
     memo[key] = sha256_file(path)
-    memo_path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(memo_path, memo, indent=0)
+    try:
+        memo_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(memo_path, memo, indent=0)
+    except OSError:
+        pass  # only a memo (e.g. a read-only PROBE_HOME): the hash is recomputed next time
     return memo[key]
 
 

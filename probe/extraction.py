@@ -535,7 +535,9 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
         chunks.append(cur)
     plan = {"key": key.digest, "batch_tokens": batch_tokens, "n_units": len(tok.units),
             "chunks": [[len(b) for b in c] for c in chunks]}
-    builder = EntryBuilder(key, plan)
+    builder = EntryBuilder(key, plan, lock=publish)
+    if builder.finished is not None:  # another process built it while this one waited
+        return builder.finished
     pad_id = encoder.tokenizer.pad_token_id if encoder.tokenizer.pad_token_id is not None else 0
     n_total = int(tok.offsets[-1])
     done = [i for i in range(len(chunks)) if builder.has_chunk(i)]

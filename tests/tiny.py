@@ -101,3 +101,27 @@ def random_corpus(n=40, seed=0, max_len=12, long_every=0, long_len=60):
                           upos=[tags[len(w) % 3] for w in words],
                           head=[0] + [1] * (k - 1), deprel=["root"] + ["dep:x"] * (k - 1)))
     return MemCorpus(sents)
+
+
+def tiny_corpus_def(n: int = 120, seed: int = 0):
+    """A registrable corpus ``tiny`` (German, split ``test``) of ``random_corpus`` sentences,
+    for command-line tests: ``monkeypatch.setitem(probe.data.CORPORA, "tiny", tiny_corpus_def())``."""
+    from probe.data import CorpusDef
+    from probe.languages import get_language
+
+    class TinyCorpus(CorpusDef):
+        name = "tiny"
+        description = "random letters (tests only)"
+        splits = ("test",)
+
+        def languages(self):
+            return [get_language("de")]
+
+        def remote_files(self, lang, split):
+            return []
+
+        def load(self, lang, split, *, progress=True):
+            corpus = random_corpus(n=n, seed=seed)
+            return MemCorpus(corpus.sentences, name="tiny", lang=self.check(lang, split).code, split=split)
+
+    return TinyCorpus()

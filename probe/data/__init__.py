@@ -171,6 +171,9 @@ _C = TypeVar("_C", bound=type)
 
 def register_corpus(cls: _C) -> _C:
     """Class decorator: instantiate a :class:`CorpusDef` subclass and register it by ``name``."""
+    load = getattr(cls, "load", None)
+    if load is not None and not getattr(load, "_defers_checksums", False):
+        cls.load = _deferring(load)
     instance = cls()
     if not instance.name:
         raise ValueError(f"{cls.__name__} has no name")
@@ -178,6 +181,21 @@ def register_corpus(cls: _C) -> _C:
         raise ValueError(f"corpus {instance.name!r} is already registered")
     CORPORA[instance.name] = instance
     return cls
+
+
+def _deferring(load):
+    """``load`` recording the checksums of unpinned files only once they have parsed."""
+    import functools
+
+    from probe.download import deferred_checksums
+
+    @functools.wraps(load)
+    def wrapper(self, *args, **kwargs):
+        with deferred_checksums():
+            return load(self, *args, **kwargs)
+
+    wrapper._defers_checksums = True
+    return wrapper
 
 
 def list_corpora() -> list[str]:

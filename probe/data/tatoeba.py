@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from probe.data import Corpus, CorpusDef, Sentence, data_error as _error, register_corpus
+from probe.data.text import strip_bom, utf8_problem
 from probe.data.pins import LASER_COMMIT, SHA256
 from probe.download import RemoteFile
 from probe.errors import DataFormatError
@@ -53,9 +54,9 @@ def read_lines(path: str | Path) -> list[str]:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise _error(f"invalid UTF-8 ({exc.reason}) at byte {exc.start} of the line", path, number) from None
-        if number == 1 and text.startswith("\ufeff"):
-            text = text[1:]
+            raise _error(utf8_problem(raw, exc), path, number) from None
+        if number == 1:
+            text = strip_bom(text, path)
         text = text.strip()
         if not text:
             raise _error("empty line (every line must hold one sentence)", path, number)

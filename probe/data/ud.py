@@ -20,6 +20,7 @@ import conllu.parser
 
 from probe.data import Corpus, CorpusDef, Sentence, data_error as _error, register_corpus
 from probe.data.pins import SHA256, UD_COMMITS
+from probe.data.text import strip_bom, utf8_problem
 from probe.download import RemoteFile
 from probe.errors import DataFormatError
 from probe.languages import LANGUAGES, Language
@@ -70,9 +71,9 @@ def _decode_lines(data: bytes | str, path: object) -> list[str]:
             try:
                 lines.append(raw.decode("utf-8"))
             except UnicodeDecodeError as exc:
-                raise _error(f"invalid UTF-8 ({exc.reason}) at byte {exc.start} of the line", path, number) from None
-    if lines and lines[0].startswith("\ufeff"):
-        lines[0] = lines[0][1:]
+                raise _error(utf8_problem(raw, exc), path, number) from None
+    if lines:
+        lines[0] = strip_bom(lines[0], path)
     if lines and lines[-1] == "":
         lines.pop()  # the final newline
     return lines

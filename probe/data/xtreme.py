@@ -54,6 +54,7 @@ from ..errors import DataFormatError, DownloadError, ProbeError
 from ..languages import Language, get_language
 from ..paths import data_dir, data_mirror
 from . import Corpus, CorpusDef, Sentence, register_corpus
+from .text import strip_bom, utf8_problem
 
 __all__ = [
     "TaskDef",
@@ -176,12 +177,16 @@ def available_languages(root: Path, task: str, split: str) -> list[str]:
 
 
 def _lines(path: Path) -> Iterable[tuple[int, str]]:
-    try:
-        with open(path, encoding="utf-8", newline="") as f:
-            for number, raw in enumerate(f, start=1):
-                yield number, raw.rstrip("\r\n")
-    except UnicodeDecodeError as e:
-        raise DataFormatError(f"not UTF-8 text ({e.reason} at byte {e.start})", path) from None
+    """``(line number, text)`` without terminators; strict UTF-8 decoded line by line, so
+    an error names its line and column; a leading byte-order mark is removed (reported)."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            raw = raw.rstrip(b"\r\n")
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataFormatError(utf8_problem(raw, e), path, number) from None
+            yield number, strip_bom(text, path) if number == 1 else text
 
 
 TokenExample = tuple[list[str], list[str]]
