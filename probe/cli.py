@@ -282,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # The command line alone picks matplotlib's non-interactive backend (its figures are only
+    # written to files); the library never calls matplotlib.use, so notebooks keep theirs.
+    os.environ.setdefault("MPLBACKEND", "Agg")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:

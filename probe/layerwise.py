@@ -33,6 +33,7 @@ import numpy as np
 
 from . import __version__
 from .errors import ProbeError
+from .results import ResultDisplay, SavedFiles, closed, load_counts, report_file, save_counts
 
 UPOS_TAGS = ["ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON",
              "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X"]
@@ -167,13 +168,15 @@ def _aligned_rows(a, b) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- result
-@dataclass
-class LayerResult:
+@dataclass(repr=False)
+class LayerResult(ResultDisplay):
     """All numbers of one ``layers`` run (``report`` is JSON-ready) with table and plots.
 
     ``counts``: per-sentence outcomes of each curve, ``{"upos de": [n_layers, n_sentences, 2]
-    (correct, total)}``, for paired comparisons (:meth:`difference`); not saved in
-    ``report.json`` (None after :meth:`load`).
+    (correct, total)}``, for paired comparisons (:meth:`difference`); :meth:`save` writes them
+    to ``counts.npz`` next to ``report.json`` and :meth:`load` reads them back.
+
+    In Jupyter the result shows its per-layer table; ``repr`` is short.
     """
 
     report: dict
@@ -194,23 +197,45 @@ class LayerResult:
         from .stats import jackknife_difference
 
         other = other or self
+        for r in (self, other):
+            if r.counts is None:
+                raise ProbeError("this result has no per-sentence outcomes (it was loaded from a "
+                                 "report.json saved without counts.npz)")
+        ia, ib = self._position(layer_a), other._position(layer_b)
         if curve.startswith("cka "):  # "cka en-de": jackknife replicates, not sentence counts
             key, lang = "cka-jackknife " + curve[4:], curve.split("-", 1)[1]
             for r in (self, other):
-                if r.counts is None or key not in r.counts:
-                    raise ProbeError(f"no jackknife replicates for {curve!r} (a result loaded from "
-                                     "report.json has none)")
-            va = self.report["cka"][lang]["debiased"][layer_a]
-            vb = other.report["cka"][lang]["debiased"][layer_b]
-            return jackknife_difference(va, vb, self.counts[key][layer_a], other.counts[key][layer_b])
+                if key not in r.counts:
+                    raise ProbeError(f"unknown curve {curve!r}; choose from {self.curves()}")
+            va = self.report["cka"][lang]["debiased"][ia]
+            vb = other.report["cka"][lang]["debiased"][ib]
+            return jackknife_difference(va, vb, self.counts[key][ia], other.counts[key][ib])
         for r in (self, other):
-            if r.counts is None or curve not in r.counts:
-                raise ProbeError(f"no per-sentence outcomes for {curve!r} (a result loaded from "
-                                 f"report.json has none; choose from {sorted(self.counts or [])})")
-        a, b = self.counts[curve][layer_a], other.counts[curve][layer_b]
+            if curve not in r.counts:
+                raise ProbeError(f"unknown curve {curve!r}; choose from {self.curves()}")
+        a, b = self.counts[curve][ia], other.counts[curve][ib]
         if a.shape != b.shape or not np.array_equal(a[:, 1], b[:, 1]):
             raise ProbeError(f"{curve}: the two results were not scored on the same sentences and words")
         return _count_difference(a, b, n_boot, seed)
+
+    def curves(self) -> list[str]:
+        """Names :meth:`difference` accepts (``"upos de"``, ``"retrieval en-de"``, ``"cka en-de"``)."""
+        return sorted(("cka " + k[len("cka-jackknife "):]) if k.startswith("cka-jackknife ") else k
+                      for k in (self.counts or {}))
+
+    def _position(self, layer: int) -> int:
+        """Row of ``layer`` in the per-layer lists (the report may hold a subset of layers)."""
+        try:
+            return self.layer_ids.index(int(layer))
+        except ValueError:
+            raise ProbeError(f"layer {layer} was not analysed; this result has layers "
+                             f"{_layer_ranges(self.layer_ids)}") from None
+
+    def _headline(self) -> str:
+        r = self.report
+        tasks = ",".join(r.get("config", {}).get("tasks", []))
+        return (f"{r['model']['name']} (L = {r['model']['n_layers']}), English -> {', '.join(self.langs)}; "
+                f"layers {_layer_ranges(self.layer_ids)}; tasks {tasks}")
 
     def noise_lines(self) -> list[str]:
         """One line per curve: its best layer and the layers within noise of it."""
@@ -265,18 +290,19 @@ class LayerResult:
                 "versions": r["versions"]}
 
     # -- figures
-    def plot_probes(self, path: Path | None = None):
-        import matplotlib.pyplot as plt
+    def plot_probes(self, path: Path | None = None, *, ax=None):
+        """Probe accuracy per layer (one panel per probe task); returns the Figure.
 
-        from .plotting import LAYER_AXIS, finish, palette, setup_style
+        ``ax``: Axes to draw into (one per task), else a new figure; ``path``: also save it
+        there (.png + .pdf)."""
+        from .plotting import LAYER_AXIS, palette, show_or_save, subplots
 
-        setup_style()
         r = self.report
         tasks = [t for t in ("upos", "deprel") if t in r["probes"]]
-        fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(5.2 * max(len(tasks), 1), 3.8),
-                                 squeeze=False)
+        owned = ax is None
+        fig, axes = subplots(ax, max(len(tasks), 1), figsize=(5.2 * max(len(tasks), 1), 3.8))
         L = self.layer_ids
-        for ax, task in zip(axes[0], tasks):
+        for ax, task in zip(axes, tasks):
             cols = palette(len(self.langs) + 1)
             for lang, c in zip(["en"] + self.langs, cols):
                 rows = r["probes"][task][lang]
@@ -295,17 +321,16 @@ class LayerResult:
             ax.legend(fontsize=8)
         cap = "probe train: UD English-EWT dev+test; eval: PUD (" + ", ".join(["en"] + self.langs) + \
               "); 95% sentence-bootstrap bands"
-        return finish(fig, path or Path("probes.png"), self._meta(cap), "Structural probes per layer")
+        return show_or_save(fig, path, self._meta(cap), "Structural probes per layer", owned=owned)
 
-    def plot_similarity(self, path: Path | None = None):
-        import matplotlib.pyplot as plt
+    def plot_similarity(self, path: Path | None = None, *, ax=None):
+        """CKA and retrieval per layer (two panels); returns the Figure (``ax``: two Axes)."""
+        from .plotting import LAYER_AXIS, palette, show_or_save, subplots
 
-        from .plotting import LAYER_AXIS, finish, palette, setup_style
-
-        setup_style()
         r = self.report
         L = self.layer_ids
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10.5, 3.8))
+        owned = ax is None
+        fig, (a1, a2) = subplots(ax, 2, figsize=(10.5, 3.8))
         cols = palette(len(self.langs))
         for lang, c in zip(self.langs, cols):
             a1.plot(L, r["cka"][lang]["debiased"], marker="o", ms=3, color=c, label=f"en–{lang}")
@@ -321,8 +346,7 @@ class LayerResult:
         a1.legend(fontsize=8)
         a2.legend(fontsize=7)
         cap = "PUD test, 1000 parallel sentences per language, mean-pooled word vectors"
-        return finish(fig, path or Path("similarity.png"), self._meta(cap),
-                      "Cross-lingual similarity per layer")
+        return show_or_save(fig, path, self._meta(cap), "Cross-lingual similarity per layer", owned=owned)
 
     def tradeoff_curves(self) -> dict[str, list[float]]:
         """Curves min-max normalised over layers (0 = the curve's worst layer, 1 = its best)."""
@@ -346,14 +370,17 @@ class LayerResult:
             out[k] = list((v - v.min()) / span) if span > 0 else list(np.zeros_like(v))
         return out
 
-    def plot_tradeoff(self, path: Path | None = None):
-        import matplotlib.pyplot as plt
+    def plot_tradeoff(self, path: Path | None = None, *, ax=None):
+        """Every curve min-max normalised on one axis; returns the Figure.
 
-        from .plotting import LAYER_AXIS, finish, palette, setup_style
+        >>> fig = res.plot_tradeoff()                  # doctest: +SKIP
+        >>> res.plot_tradeoff(ax=my_axes)              # doctest: +SKIP
+        """
+        from .plotting import LAYER_AXIS, palette, show_or_save, subplots
 
-        setup_style()
         curves = self.tradeoff_curves()
-        fig, ax = plt.subplots(figsize=(7.5, 4.2))
+        owned = ax is None
+        fig, (ax,) = subplots(ax, 1, figsize=(7.5, 4.2))
         cols = palette(len(curves))
         for (name, v), c in zip(curves.items(), cols):
             style = "-" if "structure" in name or "zero-shot" in name else ("--" if "cross" in name else ":")
@@ -362,42 +389,49 @@ class LayerResult:
                ylim=(-0.05, 1.05))
         ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
         cap = f"targets: {', '.join(self.langs)}; probes on UD EWT→PUD, similarity on PUD"
-        return finish(fig, path or Path("tradeoff.png"), self._meta(cap),
-                      "Structure vs cross-lingual alignment across layers")
+        return show_or_save(fig, path, self._meta(cap), "Structure vs cross-lingual alignment across layers",
+                            owned=owned)
 
-    def plot_cka_heatmap(self, lang: str, path: Path | None = None):
-        import matplotlib.pyplot as plt
+    def plot_cka_heatmap(self, lang: str, path: Path | None = None, *, ax=None):
+        """Layer x layer CKA of English vs ``lang``; returns the Figure."""
         import seaborn as sns
 
-        from .plotting import finish, setup_style
+        from .plotting import show_or_save, subplots
 
-        setup_style()
+        if lang not in self.report["cka_matrix"]:
+            raise ProbeError(f"no CKA matrix for {lang!r}; this result has {', '.join(self.report['cka_matrix'])}")
         M = np.asarray(self.report["cka_matrix"][lang])
-        fig, ax = plt.subplots(figsize=(6.2, 5.2))
-        sns.heatmap(M, ax=ax, cmap="viridis", vmin=0, vmax=1, square=True,
+        owned = ax is None
+        fig, (ax,) = subplots(ax, 1, figsize=(6.2, 5.2))
+        sns.heatmap(M, ax=ax, xticklabels=self.layer_ids, yticklabels=self.layer_ids, cmap="viridis", vmin=0, vmax=1, square=True,
                     cbar_kws={"label": "debiased linear CKA"})
         ax.invert_yaxis()
         ax.set(xlabel=f"{lang} layer (0 = embeddings)", ylabel="en layer (0 = embeddings)")
         cap = f"PUD en vs {lang}, 1000 parallel sentences, mean-pooled sentence vectors"
-        return finish(fig, path or Path(f"cka_en-{lang}.png"), self._meta(cap),
-                      f"Layer × layer CKA, English vs {lang}")
+        return show_or_save(fig, path, self._meta(cap), f"Layer × layer CKA, English vs {lang}", owned=owned)
 
-    def save(self, out_dir: Path) -> list[Path]:
-        """Write ``report.json`` and every figure into ``out_dir``; returns the paths."""
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
+    def save(self, out_dir: Path, *, figures: bool = True) -> SavedFiles:
+        """Write ``report.json``, ``counts.npz`` (the per-sentence outcomes) and, with
+        ``figures``, every figure into ``out_dir``. Returns the paths written; as a path it is
+        ``out_dir``, so ``LayerResult.load(res.save(d))`` round-trips."""
         from .files import atomic_write_json
 
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
         rep = out_dir / "report.json"
         atomic_write_json(rep, self.report)
-        paths = [rep]
-        paths += self.plot_probes(out_dir / "probes.png")
-        paths += self.plot_similarity(out_dir / "similarity.png")
-        paths += self.plot_tradeoff(out_dir / "tradeoff.png")
-        for lang in self.langs:
-            paths += self.plot_cka_heatmap(lang, out_dir / f"cka_en-{lang}.png")
-        if self.report.get("robustness"):
-            paths += self.plot_robustness(out_dir / "robustness.png")
+        paths = SavedFiles(out_dir, [rep])
+        if self.counts:
+            paths.append(save_counts(out_dir / "counts.npz", self.counts))
+        if figures:
+            drawn = [("probes", self.plot_probes), ("similarity", self.plot_similarity),
+                     ("tradeoff", self.plot_tradeoff)]
+            drawn += [(f"cka_en-{lang}", lambda p, lang=lang: self.plot_cka_heatmap(lang, p))
+                      for lang in self.langs]
+            if self.report.get("robustness"):
+                drawn.append(("robustness", self.plot_robustness))
+            for name, plot in drawn:
+                paths += closed(plot(out_dir / f"{name}.png"), out_dir / f"{name}.png")
         return paths
 
     def robustness_table(self):
@@ -423,22 +457,23 @@ class LayerResult:
                     rows.append(row)
         return pd.DataFrame(rows)
 
-    def plot_robustness(self, path: Path | None = None):
-        """Drop of zero-shot UPOS and of retrieval per layer under each perturbation."""
-        import matplotlib.pyplot as plt
+    def plot_robustness(self, path: Path | None = None, *, ax=None):
+        """Drop of zero-shot UPOS and of retrieval per layer under each perturbation; returns
+        the Figure (``ax``: one Axes per panel)."""
+        from .plotting import LAYER_AXIS, palette, show_or_save, subplots
 
-        from .plotting import LAYER_AXIS, finish, palette, setup_style
-
-        setup_style()
-        rob = self.report["robustness"]
+        rob = self.report.get("robustness")
+        if not rob:
+            raise ProbeError("this result has no robustness analysis (run layers(..., perturb=...))")
         perts = list(rob["results"])
         metrics = [m for m in ("upos", "retrieval") if m == "retrieval" or
                    m in next(iter(next(iter(rob["results"].values())).values()))]
-        fig, axes = plt.subplots(1, len(metrics), figsize=(5.4 * len(metrics), 3.9), squeeze=False)
+        owned = ax is None
+        fig, axes = subplots(ax, len(metrics), figsize=(5.4 * len(metrics), 3.9))
         cols = palette(len(perts))
         styles = ["-", "--", ":", "-."]
         L = self.layer_ids
-        for ax, metric in zip(axes[0], metrics):
+        for ax, metric in zip(axes, metrics):
             for (pert, per_lang), c in zip(rob["results"].items(), cols):
                 for k, (lang, r) in enumerate(per_lang.items()):
                     d = np.asarray(r[metric]["drop"] if metric != "retrieval" else r["retrieval_drop"])
@@ -450,21 +485,28 @@ class LayerResult:
             ax.set_ylabel("accuracy drop (clean − perturbed)")
             ax.set_title("zero-shot UPOS probe (trained on clean English)" if metric == "upos"
                          else "PUD retrieval en↔xx (accuracy@1, both directions)")
-        axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        axes[-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
         cap = (f"perturbed PUD {', '.join(self.langs)} (seed {rob['seed']}); English and probe training "
                "data clean; 95% paired sentence-bootstrap bands")
-        return finish(fig, path or Path("robustness.png"), self._meta(cap),
-                      f"Robustness of zero-shot transfer to noisy input, per layer — "
+        return show_or_save(fig, path, self._meta(cap), owned=owned, title=
+                            f"Robustness of zero-shot transfer to noisy input, per layer — "
                       f"{self.report['model']['name']}, PUD")
 
     @classmethod
     def load(cls, path: Path) -> "LayerResult":
-        return cls(json.loads(Path(path).read_text()))
+        """A saved result: ``path`` is the folder :meth:`save` wrote (or its ``report.json``);
+        ``counts.npz`` beside it, if present, restores the per-sentence outcomes."""
+        rep = report_file(path, "report.json")
+        try:
+            report = json.loads(rep.read_text())
+        except ValueError as exc:
+            raise ProbeError(f"{rep}: not a JSON report ({exc})") from None
+        return cls(report, counts=load_counts(rep.with_name("counts.npz")))
 
     @property
     def n_layers(self) -> int:
-        """L, the index of the last layer."""
-        return self.layer_ids[-1]
+        """L, the index of the model's last layer."""
+        return int(self.report["model"].get("n_layers", self.layer_ids[-1]))
 
     @property
     def relative_depth(self) -> list[float]:
