@@ -519,6 +519,14 @@ def _probe_vocab(task, train) -> list[str]:
     return UPOS_TAGS if task == "upos" else sorted(set(_universal(train.vocab("deprel"))))
 
 
+def _probe_code() -> tuple:
+    """The code a fitted probe and its evaluation depend on (keys of their memoised results)."""
+    from . import probes, stats
+
+    return (_fit_probes, _label_ids, _probe_vocab, _universal, _sentence_ids, _split_counts,
+            probes, stats, " ".join(UPOS_TAGS))
+
+
 _PROBE_STATE = ("classes_", "coef_", "intercept_", "mean_", "scale_", "n_iter_", "n_features_in_")
 
 
@@ -537,8 +545,11 @@ def _fit_probes(task, train, layer, seed, probe_kw):
     keep = y_train >= 0
     words_train = np.asarray(train.flat_words, dtype=object)[keep]
     control = ControlTask(seed=seed).fit(words_train, y_train[keep])
+    from .cache import code_version
+
     fields = json.dumps({"train": train.meta["key"], "task": task, "layer": layer, "seed": seed,
-                         "probe": probe_kw, "v": 1}, sort_keys=True, default=str)
+                         "probe": probe_kw, "code": code_version(*_probe_code())},
+                        sort_keys=True, default=str)
     folder = cache_dir() / "results" / "probe-fit" / hashlib.sha256(fields.encode()).hexdigest()[:32]
     probes = []
     try:
@@ -635,44 +646,75 @@ def _similarity(pud: dict, tatoeba: dict, targets, L: int, en_key: str = SOURCE_
     counts ``{lang: [L+1, n_sentences, 2]}`` (hits in both directions, out of 2) and, with
     ``jackknife=g``, delete-a-group CKA replicates ``{lang: [L+1, g]}`` (same groups everywhere).
     ``full=False`` computes only same-layer debiased CKA and plain retrieval (no layer × layer
-    matrix, biased CKA or mean-centred retrieval): what the robustness comparison reads."""
-    from .similarity import cka_jackknife, cka_matrix, linear_cka
+    matrix, biased CKA or mean-centred retrieval): what the robustness comparison reads.
+
+    Each language pair is memoised in the cache like the probes (keyed by both entries, the
+    settings and the source of the code that computes it)."""
+    from . import similarity
+    from .cache import code_version, memoized
 
     en = pud[en_key]
+    pair_code = code_version(_similarity_pair, _aligned_rows, _ret, similarity)
     cka, cka_mat, ret, counts, reps = {}, {}, {}, {}, {}
     for lang in targets:
-        ia, ib = _aligned_rows(en, pud[lang])
-        A = [np.asarray(en.sentence_vectors(l, "mean"), dtype=np.float32)[ia] for l in range(L + 1)]
-        B = [np.asarray(pud[lang].sentence_vectors(l, "mean"), dtype=np.float32)[ib] for l in range(L + 1)]
+        xx = pud[lang]
+        r = memoized("similarity", {"en": en.meta["key"], "xx": xx.meta["key"], "last_layer": L,
+                                    "jackknife": jackknife, "seed": seed, "full": full},
+                     lambda: _similarity_pair(en, xx, L, jackknife=jackknife, seed=seed, full=full),
+                     code=pair_code)
+        cka[lang], ret[lang] = r["cka"], r["retrieval"]
         if full:
-            cka_mat[lang] = cka_matrix(A, B, debiased=True).tolist()
-            cka[lang] = {"debiased": [float(np.asarray(cka_mat[lang])[l, l]) for l in range(L + 1)],
-                         "biased": [linear_cka(A[l], B[l], debiased=False) for l in range(L + 1)]}
-        else:
-            cka[lang] = {"debiased": [linear_cka(A[l], B[l]) for l in range(L + 1)]}
-        cka[lang]["n_sentences"] = int(len(ia))
+            cka_mat[lang] = r["cka_matrix"]
+        counts[lang] = np.asarray(r["counts"], dtype=np.int64)
         if jackknife:
-            reps[lang] = np.stack([cka_jackknife(A[l], B[l], n_groups=jackknife, seed=seed)
-                                   for l in range(L + 1)])
-        ret[lang], layer_counts = {}, []
-        for kind in ("plain", "centered") if full else ("plain",):
-            rows = []
-            for l in range(L + 1):
-                row, hits = _ret(A[l], B[l], kind == "centered")
-                rows.append(row)
-                if kind == "plain":
-                    layer_counts.append(np.stack([hits, np.full(len(hits), 2)], axis=1))
-            ret[lang][kind] = rows
-        counts[lang] = np.stack(layer_counts)
-    tat = {}
-    for lang, (xx, eng) in tatoeba.items():
-        tat[lang] = {}
-        for kind in ("plain", "centered"):
-            tat[lang][kind] = [_ret(np.asarray(eng.sentence_vectors(l, "mean"), dtype=np.float32),
-                                    np.asarray(xx.sentence_vectors(l, "mean"), dtype=np.float32),
-                                    kind == "centered")[0] for l in range(L + 1)]
-        tat[lang]["n_pairs"] = xx.n_sentences
+            reps[lang] = np.asarray(r["jackknife"], dtype=np.float64)
+    tat_code = code_version(_tatoeba_pair, _ret, similarity)
+    tat = {lang: memoized("retrieval-tatoeba", {"xx": xx.meta["key"], "eng": eng.meta["key"], "last_layer": L},
+                          lambda: _tatoeba_pair(xx, eng, L), code=tat_code)
+           for lang, (xx, eng) in tatoeba.items()}
     return cka, cka_mat, {"pud": ret, "tatoeba": tat}, counts, reps
+
+
+def _similarity_pair(en, xx, L: int, *, jackknife: int, seed: int, full: bool) -> dict:
+    """:func:`_similarity` for one pair of PUD entries, JSON-ready."""
+    from .similarity import cka_jackknife, cka_matrix, linear_cka
+
+    ia, ib = _aligned_rows(en, xx)
+    A = [np.asarray(en.sentence_vectors(l, "mean"), dtype=np.float32)[ia] for l in range(L + 1)]
+    B = [np.asarray(xx.sentence_vectors(l, "mean"), dtype=np.float32)[ib] for l in range(L + 1)]
+    out: dict = {}
+    if full:
+        out["cka_matrix"] = np.asarray(cka_matrix(A, B, debiased=True)).tolist()
+        out["cka"] = {"debiased": [float(out["cka_matrix"][l][l]) for l in range(L + 1)],
+                      "biased": [float(linear_cka(A[l], B[l], debiased=False)) for l in range(L + 1)]}
+    else:
+        out["cka"] = {"debiased": [float(linear_cka(A[l], B[l])) for l in range(L + 1)]}
+    out["cka"]["n_sentences"] = int(len(ia))
+    if jackknife:
+        out["jackknife"] = np.stack([cka_jackknife(A[l], B[l], n_groups=jackknife, seed=seed)
+                                     for l in range(L + 1)]).tolist()
+    out["retrieval"], layer_counts = {}, []
+    for kind in ("plain", "centered") if full else ("plain",):
+        rows = []
+        for l in range(L + 1):
+            row, hits = _ret(A[l], B[l], kind == "centered")
+            rows.append(row)
+            if kind == "plain":
+                layer_counts.append(np.stack([hits, np.full(len(hits), 2)], axis=1))
+        out["retrieval"][kind] = rows
+    out["counts"] = np.stack(layer_counts).tolist()
+    return out
+
+
+def _tatoeba_pair(xx, eng, L: int) -> dict:
+    """Tatoeba retrieval (plain and mean-centred) of one language's pairs at every layer."""
+    out = {}
+    for kind in ("plain", "centered"):
+        out[kind] = [_ret(np.asarray(eng.sentence_vectors(l, "mean"), dtype=np.float32),
+                          np.asarray(xx.sentence_vectors(l, "mean"), dtype=np.float32),
+                          kind == "centered")[0] for l in range(L + 1)]
+    out["n_pairs"] = xx.n_sentences
+    return out
 
 
 def _ret(A, B, center):
@@ -851,9 +893,12 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
     langid_rows = []
     from tqdm.auto import tqdm
 
-    from .cache import memoized
+    from .cache import code_version, memoized
 
     base = {"train": train_entry.meta["key"], "seed": seed, "n_boot": n_boot, "probe": probe_kw}
+    # memoised results are keyed on the source of the code computing them (never stale)
+    eval_code = code_version(_probe_eval, *_probe_code())
+    langid_code = code_version(_langid, _sentence_ids, *_probe_code())
     pud_keys = {k: v.meta["key"] for k, v in pud.items()}
     for layer in tqdm(range(L + 1), desc="probing layers", unit="layer", disable=not progress,
                       file=sys.stderr):
@@ -869,13 +914,15 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
             for name, entry, is_control in jobs:
                 res = memoized("probe-eval", {**base, "task": task, "layer": layer,
                                               "eval": entry.meta["key"], "control": is_control},
-                               lambda: _probe_eval(get_fit(), task, entry, layer, seed, n_boot, is_control))
+                               lambda: _probe_eval(get_fit(), task, entry, layer, seed, n_boot, is_control),
+                               code=eval_code)
                 res, c = _split_counts(res)
                 counts[task][name].append(c)
                 (pert_probes[task] if "~" in name else probes[task])[name].append(res)
         if "langid" in tasks:
             langid_rows.append(memoized("langid", {**base, "pud": pud_keys, "layer": layer},
-                                        lambda: _langid(pud, layer, seed, n_boot, probe_kw)))
+                                        lambda: _langid(pud, layer, seed, n_boot, probe_kw),
+                                        code=langid_code))
     for task in probes:
         probes[task]["selectivity_en"] = [a["accuracy"] - c["accuracy"] for a, c in
                                           zip(probes[task][SOURCE_LANG], probes[task]["control_en"])]
