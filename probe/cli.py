@@ -137,10 +137,9 @@ def cmd_data(args) -> int:
 
 # ----------------------------------------------------------------------------- layers
 def _corpus_split(text: str) -> tuple[str, str]:
-    corpus, sep, split = text.partition(":")
-    if not sep or not corpus or not split:
-        raise ProbeError(f"--train must look like corpus:split (e.g. ud:dev+test), not {text!r}")
-    return corpus, split
+    from .layerwise import parse_train
+
+    return parse_train(text)
 
 
 @command("layers")

@@ -104,7 +104,7 @@ class CompareResult(ResultDisplay):
         the layers within noise of the peak, and the fusion gain."""
         import pandas as pd
 
-        from .layerwise import _layer_ranges
+        from .layerwise import layer_ranges
 
         rows = []
         for m in self.report["models"]:
@@ -118,7 +118,7 @@ class CompareResult(ResultDisplay):
                 row[f"{curve} peak rel"] = round(pk["relative"], 3)
                 row[f"{curve} value"] = round(pk["value"], 4)
                 if "within_noise" in pk:
-                    row[f"{curve} tied layers"] = _layer_ranges(pk["within_noise"])
+                    row[f"{curve} tied layers"] = layer_ranges(pk["within_noise"])
             fus = self.report.get("fusion", {}).get(name)
             if fus:
                 row["fusion k"] = fus["k"]
@@ -309,7 +309,7 @@ def compare(models: Sequence | str, langs: Sequence[str] | str, *, tasks: Sequen
     Other arguments as in :func:`probe.layers`.
     """
     from .encoders import resolve_encoder
-    from .layerwise import _check_targets, layers, versions
+    from .layerwise import check_targets, layers, versions
 
     t0 = time.time()
     log = log or ((lambda msg: print(msg, file=sys.stderr)) if progress else (lambda msg: None))
@@ -321,11 +321,15 @@ def compare(models: Sequence | str, langs: Sequence[str] | str, *, tasks: Sequen
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ProbeError(f"a model is listed twice: {', '.join(names)}")
-    targets = _check_targets(langs)
+    targets = check_targets(langs)
     if fusion:  # fail before any work if a target has no POS data for the fusion run
-        from .transfer import _parse_targets
+        from .data import get_corpus
+        from .data.xtreme import corpus_name
+        from .languages import parse_langs
 
-        _parse_targets(targets, "pos")
+        pos = get_corpus(corpus_name("pos"))
+        for lang in parse_langs(targets):
+            pos.check(lang, "test")
     results, curves, counts, peaks, fus, infos = {}, {}, {}, {}, {}, []
     for spec in specs:
         log(f"compare: {spec.name}: per-layer analysis, English -> {', '.join(targets)}")
@@ -411,12 +415,12 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from .cli import _corpus_split
+    from .layerwise import parse_train
 
     res = compare(args.models, args.lang, tasks=args.tasks, fusion=not args.no_fusion,
                   fusion_depth=args.fusion_depth, fusion_seeds=args.fusion_seeds,
                   fusion_examples=args.fusion_examples, seed=args.seed, n_boot=args.n_boot,
-                  train=_corpus_split(args.train), max_iter=args.max_iter, tatoeba=args.tatoeba,
+                  train=parse_train(args.train), max_iter=args.max_iter, tatoeba=args.tatoeba,
                   progress=not args.quiet, device=args.device)
     import pandas as pd
 

@@ -108,8 +108,10 @@ def ensure_entries(spec, wanted: Sequence[tuple[str, str, str, str]], *, progres
                             device=device) for corpus, lang, split, pooling in wanted]
 
 
-def _check_targets(langs: Sequence[str]):
-    from .languages import get_language, languages_with
+def check_targets(langs: Sequence[str]) -> list[str]:
+    """Target language codes (no duplicates) that have a PUD treebank; one clear error otherwise."""
+    from .data import languages_with
+    from .languages import get_language
 
     if isinstance(langs, str):
         langs = [x for x in langs.split(",") if x.strip()]
@@ -132,6 +134,18 @@ def _check_targets(langs: Sequence[str]):
         if lang.code not in out:
             out.append(lang.code)
     return out
+
+
+def parse_train(text: str) -> tuple[str, str]:
+    """A probe training set written ``corpus:split`` (``"ud:dev+test"``) as ``(corpus, split)``."""
+    corpus, sep, split = str(text).partition(":")
+    if not sep or not corpus or not split:
+        raise ProbeError(f"--train must look like corpus:split (e.g. ud:dev+test), not {text!r}")
+    return corpus, split
+
+
+# the earlier private names, kept for callers outside the package
+_check_targets = check_targets
 
 
 def _universal(names: list[str]) -> list[str]:
@@ -229,13 +243,13 @@ class LayerResult(ResultDisplay):
             return self.layer_ids.index(int(layer))
         except ValueError:
             raise ProbeError(f"layer {layer} was not analysed; this result has layers "
-                             f"{_layer_ranges(self.layer_ids)}") from None
+                             f"{layer_ranges(self.layer_ids)}") from None
 
     def _headline(self) -> str:
         r = self.report
         tasks = ",".join(r.get("config", {}).get("tasks", []))
         return (f"{r['model']['name']} (L = {r['model']['n_layers']}), English -> {', '.join(self.langs)}; "
-                f"layers {_layer_ranges(self.layer_ids)}; tasks {tasks}")
+                f"layers {layer_ranges(self.layer_ids)}; tasks {tasks}")
 
     def noise_lines(self) -> list[str]:
         """One line per curve: its best layer and the layers within noise of it."""
@@ -243,7 +257,7 @@ class LayerResult(ResultDisplay):
         for name, n in self.report.get("noise", {}).get("curves", {}).items():
             tied = [l for l in n["within_noise_of_peak"] if l != n["peak_layer"]]
             out.append(f"{name}: peak at layer {n['peak_layer']} ({n['peak_value']:.3f}); "
-                       + (f"layers {_layer_ranges(n['within_noise_of_peak'])} are within noise of it"
+                       + (f"layers {layer_ranges(n['within_noise_of_peak'])} are within noise of it"
                           if tied else "every other layer is significantly lower"))
         return out
 
@@ -791,7 +805,7 @@ def jackknife_noise_summary(values, replicates) -> dict:
     return _ties_with_peak(values, lambda p, l: jackknife_difference(values[p], values[l], reps[p], reps[l]))
 
 
-def _layer_ranges(layers_: list[int]) -> str:
+def layer_ranges(layers_: list[int]) -> str:
     """``[3, 4, 5, 8]`` -> ``"3-5, 8"``."""
     out, run = [], []
     for l in sorted(layers_):
@@ -804,6 +818,9 @@ def _layer_ranges(layers_: list[int]) -> str:
     if run:
         out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
     return ", ".join(out)
+
+
+_layer_ranges = layer_ranges
 
 
 def _perturbed_entries(spec, targets, perturbations, pooling, pud, progress, device, log):
@@ -863,7 +880,7 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
     bad = [t for t in tasks if t not in TASKS]
     if bad:
         raise ProbeError(f"unknown task(s) {', '.join(bad)}; choose from {', '.join(TASKS)}")
-    targets = _check_targets(langs)
+    targets = check_targets(langs)
     perturbations = parse_perturbations(perturb, seed=seed) if perturb else []
     spec = resolve_encoder(model) if isinstance(model, str) else model
     wanted = [(train[0], SOURCE_LANG, train[1], pooling)]

@@ -25,7 +25,7 @@ from . import stats
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .errors import ParameterError, ProbeError
-from .similarity import _as_2d
+from .similarity import as_2d
 from .threads import torch_threads
 
 __all__ = ["LinearProbe", "ControlTask", "control_labels", "evaluate"]
@@ -175,7 +175,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         one standardised float32 copy ``[n, d]`` (``4 n d`` bytes, e.g. 307 MB for
         100k x 768) that the full-batch L-BFGS works on; ``X`` itself is not modified.
         """
-        X = _as_2d(X)
+        X = as_2d(X)
         y = _as_labels(y, len(X))
         self._check_params()
         classes, codes = np.unique(y, return_inverse=True)
@@ -254,7 +254,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
     def decision_function(self, X) -> np.ndarray:
         """Logits ``[n, n_classes]`` (float32), computed in chunks."""
         self._check_fitted()
-        X = _as_2d(X)
+        X = as_2d(X)
         if X.shape[1] != self.n_features_in_:
             raise ProbeError(f"X has {X.shape[1]} features, the probe was fitted on {self.n_features_in_}")
         mean32 = torch.from_numpy(self.mean_.astype(np.float32))
