@@ -151,7 +151,7 @@ def cmd_layers(args) -> int:
     res = layers(args.lang, model=args.model, tasks=args.tasks, pooling=args.pooling, seed=args.seed,
                  n_boot=args.n_boot, tatoeba=not args.no_tatoeba, progress=not args.quiet,
                  device=args.device, train=_corpus_split(args.train), max_iter=args.max_iter,
-                 perturb=args.perturb)
+                 perturb=args.perturb, layers=args.layers)
     r = res.report
     print(f"model: {r['model']['name']} (fingerprint {r['model']['fingerprint'][:12]}); "
           f"English -> {', '.join(res.langs)}; {LAYER_NOTE}")
@@ -249,7 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "(e.g. de,zh)")
     la.add_argument("--model", default="auto", help=model_help + " (default: auto)")
     la.add_argument("--tasks", default="upos,deprel,langid",
-                    help="comma-separated probe tasks: upos, deprel, langid (default: all)")
+                    help="comma-separated probe tasks: pos (or upos), deprel, langid (default: all)")
+    la.add_argument("--layers", default=None, metavar="L[,L...]",
+                    help="analyse only these layers, e.g. 0,6,-1 (0 = embeddings, -1 = last; default: all)")
     la.add_argument("--out", default="out/layers", help="output directory (default: out/layers)")
     la.add_argument("--pooling", default="first", choices=["first", "mean", "last"],
                     help="subword-to-word pooling (default: first content piece)")

@@ -144,8 +144,56 @@ def parse_train(text: str) -> tuple[str, str]:
     return corpus, split
 
 
+def select_layers(layers, last_layer: int) -> list[int]:
+    """The layers ``layers=`` selects out of ``0..last_layer``: ``None``/``"all"`` = every one;
+    a list or ``"0,6,-1"`` (negative counts from the end); sorted, no duplicates."""
+    if layers is None or (isinstance(layers, str) and layers.strip().lower() == "all"):
+        return list(range(last_layer + 1))
+    items = layers.split(",") if isinstance(layers, str) else (
+        [layers] if isinstance(layers, (int, np.integer)) else list(layers))
+    out = set()
+    for item in items:
+        text = str(item).strip()
+        try:
+            value = int(text)
+        except ValueError:
+            raise ProbeError(f"layers must be integers (0 = embeddings, {last_layer} = last) or 'all', "
+                             f"not {item!r}") from None
+        if isinstance(item, float) and item != value or isinstance(item, bool):
+            raise ProbeError(f"layers must be integers, not {item!r}")
+        layer = value + last_layer + 1 if value < 0 else value
+        if not 0 <= layer <= last_layer:
+            raise ProbeError(f"layer {value} is out of range: this model has layers 0..{last_layer}")
+        out.add(layer)
+    if not out:
+        raise ProbeError("layers= selects no layer")
+    return sorted(out)
+
+
 # the earlier private names, kept for callers outside the package
 _check_targets = check_targets
+
+
+def _parse_tasks(tasks) -> list[str]:
+    """Probe tasks as recorded in the report: ``pos`` (or ``upos``) -> ``"upos"`` (the UD
+    tag-set probe), ``deprel``, ``langid``; no duplicates."""
+    from .tasks import task_name
+
+    names = tasks.split(",") if isinstance(tasks, str) else list(tasks)
+    out, bad = [], []
+    for t in (str(x).strip() for x in names):
+        if not t:
+            continue
+        name = "upos" if task_name(t) == "pos" else t.lower()
+        if name not in TASKS:
+            bad.append(t)
+        elif name not in out:
+            out.append(name)
+    if bad:
+        raise ProbeError(f"unknown task(s) {', '.join(bad)}; choose from pos (or upos), deprel, langid")
+    if not out:
+        raise ProbeError("no probe task given; choose from pos (or upos), deprel, langid")
+    return out
 
 
 def _universal(names: list[str]) -> list[str]:
@@ -211,6 +259,8 @@ class LayerResult(ResultDisplay):
         from .stats import jackknife_difference
 
         other = other or self
+        if curve.startswith("pos "):  # one vocabulary: "pos de" is the UD probe "upos de"
+            curve = "u" + curve
         for r in (self, other):
             if r.counts is None:
                 raise ProbeError("this result has no per-sentence outcomes (it was loaded from a "
@@ -654,11 +704,12 @@ def _langid(pud: dict, layer: int, seed: int, n_boot: int, probe_kw, holdout=0.2
     return res
 
 
-def _similarity(pud: dict, tatoeba: dict, targets, L: int, en_key: str = SOURCE_LANG, *,
+def _similarity(pud: dict, tatoeba: dict, targets, layer_ids, en_key: str = SOURCE_LANG, *,
                 jackknife: int = 0, seed: int = 0, full: bool = True):
     """CKA, CKA matrices and retrieval of English vs each target; also per-sentence retrieval
-    counts ``{lang: [L+1, n_sentences, 2]}`` (hits in both directions, out of 2) and, with
-    ``jackknife=g``, delete-a-group CKA replicates ``{lang: [L+1, g]}`` (same groups everywhere).
+    counts ``{lang: [n_layers, n_sentences, 2]}`` (hits in both directions, out of 2) and, with
+    ``jackknife=g``, delete-a-group CKA replicates ``{lang: [n_layers, g]}`` (same groups
+    everywhere); one row per layer of ``layer_ids`` (an int ``L`` means layers ``0..L``).
     ``full=False`` computes only same-layer debiased CKA and plain retrieval (no layer × layer
     matrix, biased CKA or mean-centred retrieval): what the robustness comparison reads.
 
@@ -667,14 +718,15 @@ def _similarity(pud: dict, tatoeba: dict, targets, L: int, en_key: str = SOURCE_
     from . import similarity
     from .cache import code_version, memoized
 
+    layer_ids = list(range(layer_ids + 1)) if isinstance(layer_ids, (int, np.integer)) else list(layer_ids)
     en = pud[en_key]
     pair_code = code_version(_similarity_pair, _aligned_rows, _ret, similarity)
     cka, cka_mat, ret, counts, reps = {}, {}, {}, {}, {}
     for lang in targets:
         xx = pud[lang]
-        r = memoized("similarity", {"en": en.meta["key"], "xx": xx.meta["key"], "last_layer": L,
+        r = memoized("similarity", {"en": en.meta["key"], "xx": xx.meta["key"], "layers": layer_ids,
                                     "jackknife": jackknife, "seed": seed, "full": full},
-                     lambda: _similarity_pair(en, xx, L, jackknife=jackknife, seed=seed, full=full),
+                     lambda: _similarity_pair(en, xx, layer_ids, jackknife=jackknife, seed=seed, full=full),
                      code=pair_code)
         cka[lang], ret[lang] = r["cka"], r["retrieval"]
         if full:
@@ -683,34 +735,35 @@ def _similarity(pud: dict, tatoeba: dict, targets, L: int, en_key: str = SOURCE_
         if jackknife:
             reps[lang] = np.asarray(r["jackknife"], dtype=np.float64)
     tat_code = code_version(_tatoeba_pair, _ret, similarity)
-    tat = {lang: memoized("retrieval-tatoeba", {"xx": xx.meta["key"], "eng": eng.meta["key"], "last_layer": L},
-                          lambda: _tatoeba_pair(xx, eng, L), code=tat_code)
+    tat = {lang: memoized("retrieval-tatoeba", {"xx": xx.meta["key"], "eng": eng.meta["key"], "layers": layer_ids},
+                          lambda: _tatoeba_pair(xx, eng, layer_ids), code=tat_code)
            for lang, (xx, eng) in tatoeba.items()}
     return cka, cka_mat, {"pud": ret, "tatoeba": tat}, counts, reps
 
 
-def _similarity_pair(en, xx, L: int, *, jackknife: int, seed: int, full: bool) -> dict:
-    """:func:`_similarity` for one pair of PUD entries, JSON-ready."""
+def _similarity_pair(en, xx, layer_ids: list[int], *, jackknife: int, seed: int, full: bool) -> dict:
+    """:func:`_similarity` for one pair of PUD entries, JSON-ready (rows: ``layer_ids``)."""
     from .similarity import cka_jackknife, cka_matrix, linear_cka
 
     ia, ib = _aligned_rows(en, xx)
-    A = [np.asarray(en.sentence_vectors(l, "mean"), dtype=np.float32)[ia] for l in range(L + 1)]
-    B = [np.asarray(xx.sentence_vectors(l, "mean"), dtype=np.float32)[ib] for l in range(L + 1)]
+    A = [np.asarray(en.sentence_vectors(l, "mean"), dtype=np.float32)[ia] for l in layer_ids]
+    B = [np.asarray(xx.sentence_vectors(l, "mean"), dtype=np.float32)[ib] for l in layer_ids]
+    n = len(layer_ids)
     out: dict = {}
     if full:
         out["cka_matrix"] = np.asarray(cka_matrix(A, B, debiased=True)).tolist()
-        out["cka"] = {"debiased": [float(out["cka_matrix"][l][l]) for l in range(L + 1)],
-                      "biased": [float(linear_cka(A[l], B[l], debiased=False)) for l in range(L + 1)]}
+        out["cka"] = {"debiased": [float(out["cka_matrix"][l][l]) for l in range(n)],
+                      "biased": [float(linear_cka(A[l], B[l], debiased=False)) for l in range(n)]}
     else:
-        out["cka"] = {"debiased": [float(linear_cka(A[l], B[l])) for l in range(L + 1)]}
+        out["cka"] = {"debiased": [float(linear_cka(A[l], B[l])) for l in range(n)]}
     out["cka"]["n_sentences"] = int(len(ia))
     if jackknife:
         out["jackknife"] = np.stack([cka_jackknife(A[l], B[l], n_groups=jackknife, seed=seed)
-                                     for l in range(L + 1)]).tolist()
+                                     for l in range(n)]).tolist()
     out["retrieval"], layer_counts = {}, []
     for kind in ("plain", "centered") if full else ("plain",):
         rows = []
-        for l in range(L + 1):
+        for l in range(n):
             row, hits = _ret(A[l], B[l], kind == "centered")
             rows.append(row)
             if kind == "plain":
@@ -720,13 +773,13 @@ def _similarity_pair(en, xx, L: int, *, jackknife: int, seed: int, full: bool) -
     return out
 
 
-def _tatoeba_pair(xx, eng, L: int) -> dict:
+def _tatoeba_pair(xx, eng, layer_ids: list[int]) -> dict:
     """Tatoeba retrieval (plain and mean-centred) of one language's pairs at every layer."""
     out = {}
     for kind in ("plain", "centered"):
         out[kind] = [_ret(np.asarray(eng.sentence_vectors(l, "mean"), dtype=np.float32),
                           np.asarray(xx.sentence_vectors(l, "mean"), dtype=np.float32),
-                          kind == "centered")[0] for l in range(L + 1)]
+                          kind == "centered")[0] for l in layer_ids]
     out["n_pairs"] = xx.n_sentences
     return out
 
@@ -753,25 +806,27 @@ def _count_difference(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int):
     return paired_difference_counts(a[:, 0], b[:, 0], a[:, 1], n_boot=n_boot, seed=seed)
 
 
-def _ties_with_peak(values, difference) -> dict:
-    """Peak of ``values`` and the layers whose ``difference(peak, layer)`` interval holds 0."""
+def _ties_with_peak(values, difference, layer_ids=None) -> dict:
+    """Peak of ``values`` and the layers whose ``difference(peak, layer)`` interval holds 0
+    (``layer_ids``: the layer of each row, default ``0..n-1``)."""
     values = np.asarray(values, dtype=np.float64)
+    ids = list(range(len(values))) if layer_ids is None else [int(l) for l in layer_ids]
     peak = int(np.argmax(values))
     tied, diffs = [], []
     for l in range(len(values)):
         if l == peak:
-            tied.append(l)
+            tied.append(ids[l])
             diffs.append([0.0, 0.0, 0.0])
             continue
         d = difference(peak, l)
         diffs.append(_row(d))
         if d.within_noise:
-            tied.append(l)
-    return {"peak_layer": peak, "peak_value": float(values[peak]), "within_noise_of_peak": tied,
+            tied.append(ids[l])
+    return {"peak_layer": ids[peak], "peak_value": float(values[peak]), "within_noise_of_peak": tied,
             "difference_to_peak": diffs}
 
 
-def noise_summary(counts: np.ndarray, *, n_boot: int = 1000, seed: int = 0) -> dict:
+def noise_summary(counts: np.ndarray, *, n_boot: int = 1000, seed: int = 0, layer_ids=None) -> dict:
     """Which layers are indistinguishable from the best one, by paired sentence bootstrap.
 
     ``counts: [n_layers, n_sentences, 2]`` per-sentence (correct, total) of one curve, the
@@ -784,14 +839,15 @@ def noise_summary(counts: np.ndarray, *, n_boot: int = 1000, seed: int = 0) -> d
     """
     counts = np.asarray(counts, dtype=np.float64)
     values = counts[:, :, 0].sum(1) / counts[:, :, 1].sum(1)
-    return _ties_with_peak(values, lambda p, l: _count_difference(counts[p], counts[l], n_boot, seed))
+    return _ties_with_peak(values, lambda p, l: _count_difference(counts[p], counts[l], n_boot, seed),
+                           layer_ids)
 
 
 #: delete-a-group jackknife groups for CKA intervals
 CKA_GROUPS = 20
 
 
-def jackknife_noise_summary(values, replicates) -> dict:
+def jackknife_noise_summary(values, replicates, *, layer_ids=None) -> dict:
     """Like :func:`noise_summary` for a statistic with jackknife replicates (CKA).
 
     ``values: [n_layers]`` full-sample values; ``replicates: [n_layers, n_groups]`` the
@@ -802,7 +858,8 @@ def jackknife_noise_summary(values, replicates) -> dict:
 
     values = np.asarray(values, dtype=np.float64)
     reps = np.asarray(replicates, dtype=np.float64)
-    return _ties_with_peak(values, lambda p, l: jackknife_difference(values[p], values[l], reps[p], reps[l]))
+    return _ties_with_peak(values, lambda p, l: jackknife_difference(values[p], values[l], reps[p], reps[l]),
+                           layer_ids)
 
 
 def layer_ranges(layers_: list[int]) -> str:
@@ -848,8 +905,13 @@ def _perturbed_entries(spec, targets, perturbations, pooling, pud, progress, dev
 def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str] = TASKS, *,
            pooling: str = "first", seed: int = 0, n_boot: int = 1000, tatoeba: bool = True,
            train: tuple[str, str] = ("ud", "dev+test"), C: float = 1.0, max_iter: int = 30,
-           perturb=None, progress: bool = True, device: str | None = None, log=None) -> LayerResult:
+           perturb=None, layers=None, progress: bool = True, device: str | None = None,
+           log=None) -> LayerResult:
     """Run the per-layer analysis for English → each of ``langs``.
+
+    ``tasks``: probe tasks, ``pos`` (or ``upos``: the UD tag set, recorded as ``upos``),
+    ``deprel``, ``langid``. ``layers``: the layers to analyse, e.g. ``[0, 6, 12]``, ``"0,6,-1"``
+    (negative counts from the end) or ``None``/``"all"`` (every layer, 0 = embeddings).
 
     Missing cache entries are extracted first (the model is loaded only then).
     Probes run ``max_iter`` L-BFGS iterations (default 30: on e5-small UPOS probes the
@@ -876,10 +938,7 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
 
     t0 = time.time()
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    tasks = [t.strip() for t in (tasks.split(",") if isinstance(tasks, str) else tasks) if t.strip()]
-    bad = [t for t in tasks if t not in TASKS]
-    if bad:
-        raise ProbeError(f"unknown task(s) {', '.join(bad)}; choose from {', '.join(TASKS)}")
+    tasks = _parse_tasks(tasks)
     targets = check_targets(langs)
     perturbations = parse_perturbations(perturb, seed=seed) if perturb else []
     spec = resolve_encoder(model) if isinstance(model, str) else model
@@ -898,6 +957,8 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
     perturbed = _perturbed_entries(spec, targets, perturbations, pooling, pud, progress, device, log)
     t_extract = time.time() - t0
     L = train_entry.last_layer
+    layer_ids = select_layers(layers, L)
+    n = len(layer_ids)
     probe_kw = {"C": C, "max_iter": max_iter}
 
     # evaluation sets: name -> entry ("de", "control_en", or "de~typo:0.1")
@@ -917,7 +978,7 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
     eval_code = code_version(_probe_eval, *_probe_code())
     langid_code = code_version(_langid, _sentence_ids, *_probe_code())
     pud_keys = {k: v.meta["key"] for k, v in pud.items()}
-    for layer in tqdm(range(L + 1), desc="probing layers", unit="layer", disable=not progress,
+    for layer in tqdm(layer_ids, desc="probing layers", unit="layer", disable=not progress,
                       file=sys.stderr):
         for task in probe_tasks:
             fitted = []  # fitted lazily: only when some evaluation is not memoised
@@ -945,7 +1006,7 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
                                           zip(probes[task][SOURCE_LANG], probes[task]["control_en"])]
     counts = {t: {name: np.stack(v) for name, v in per.items()} for t, per in counts.items()}
     t_probe = time.time() - t0 - t_extract
-    cka, cka_mat, retrieval, ret_counts, cka_reps = _similarity(pud, tat, targets, L, jackknife=CKA_GROUPS,
+    cka, cka_mat, retrieval, ret_counts, cka_reps = _similarity(pud, tat, targets, layer_ids, jackknife=CKA_GROUPS,
                                                                 seed=seed)
 
     # -- noise: which layers are indistinguishable from each curve's best layer
@@ -955,11 +1016,13 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
     for task in probe_tasks:
         for name in [*pud]:
             noise["curves"][f"{task} {name}" + ("" if name == SOURCE_LANG else " (zero-shot)")] = \
-                noise_summary(counts[task][name], n_boot=n_boot, seed=seed)
+                noise_summary(counts[task][name], n_boot=n_boot, seed=seed, layer_ids=layer_ids)
     for lang in targets:
-        noise["curves"][f"retrieval en-{lang}"] = noise_summary(ret_counts[lang], n_boot=n_boot, seed=seed)
+        noise["curves"][f"retrieval en-{lang}"] = noise_summary(ret_counts[lang], n_boot=n_boot, seed=seed,
+                                                                 layer_ids=layer_ids)
     for lang in targets:
-        noise["curves"][f"cka en-{lang}"] = jackknife_noise_summary(cka[lang]["debiased"], cka_reps[lang])
+        noise["curves"][f"cka en-{lang}"] = jackknife_noise_summary(cka[lang]["debiased"], cka_reps[lang],
+                                                                    layer_ids=layer_ids)
     noise["cka_method"] = (f"CKA: delete-a-group jackknife over sentences ({CKA_GROUPS} seeded groups, the "
                            "same for every layer), 95% normal interval of value(peak) - value(layer); a "
                            "bootstrap would duplicate rows, which the debiased estimator does not allow")
@@ -981,18 +1044,18 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
                 for task in probe_tasks:
                     acc = [r["accuracy"] for r in pert_probes[task][name]]
                     drops = [_row(_count_difference(counts[task][lang][l], counts[task][name][l], n_boot, seed))
-                             for l in range(L + 1)]
+                             for l in range(n)]
                     row[task] = {"accuracy": acc, "drop": drops}
                 p_cka, _m, p_ret, p_counts, p_reps = _similarity(
-                    {SOURCE_LANG: pud[SOURCE_LANG], lang: entry}, {}, [lang], L, jackknife=CKA_GROUPS,
+                    {SOURCE_LANG: pud[SOURCE_LANG], lang: entry}, {}, [lang], layer_ids, jackknife=CKA_GROUPS,
                     seed=seed, full=False)
                 row["cka"] = p_cka[lang]["debiased"]
                 row["cka_drop"] = [_row(jackknife_difference(cka[lang]["debiased"][l], row["cka"][l],
                                                              cka_reps[lang][l], p_reps[lang][l]))
-                                   for l in range(L + 1)]
+                                   for l in range(n)]
                 row["retrieval"] = [(x["en2xx"] + x["xx2en"]) / 2 for x in p_ret["pud"][lang]["plain"]]
                 row["retrieval_drop"] = [_row(_count_difference(ret_counts[lang][l], p_counts[lang][l], n_boot, seed))
-                                         for l in range(L + 1)]
+                                         for l in range(n)]
                 per_lang[lang] = row
             robustness["results"][str(p)] = per_lang
 
@@ -1000,7 +1063,7 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
         "question": "which layers carry structure (probes) and which carry cross-lingual information "
                     "(CKA, retrieval)",
         "layer_indexing": "0 = embedding output, L = last transformer layer",
-        "layers": list(range(L + 1)),
+        "layers": layer_ids,
         "model": {"name": spec.name, "fingerprint": spec.fingerprint, "source": spec.source,
                   "note": getattr(spec, "note", ""), "n_layers": L, "hidden": train_entry.hidden},
         "config": {"langs": targets, "source_lang": SOURCE_LANG, "tasks": tasks, "pooling": pooling,

@@ -607,6 +607,9 @@ def fuse(task: str, langs: Sequence[str] | str, model="e5-small-q4", layers="all
     t_start = time.time()
     cpu_start = _cpu_seconds()
     log = log or (_log_default if progress else (lambda msg: None))
+    from .tasks import task_name
+
+    task = task_name(task)  # "upos" is accepted for "pos" (one vocabulary with probe.layers)
     td = task_def(task)
     targets = _parse_targets(langs, task)
     seed_list = _parse_seeds(seeds)

@@ -171,3 +171,32 @@ def test_jupyter_kernel_keeps_inline_figures_and_plot_writes_nothing(saved, tmp_
     assert len(images(outs[3])) == 1, "res.plot_tradeoff() shows its figure inline"
     assert "files: []" in "".join(x.get("text", "") for x in outs[4])
     assert os.listdir(work) == []
+
+
+def test_layers_selects_a_subset_and_accepts_pos(result):
+    from tiny import tiny_spec
+
+    from probe.layerwise import layers, select_layers
+
+    assert select_layers(None, 12) == list(range(13)) and select_layers("all", 2) == [0, 1, 2]
+    assert select_layers("0,6,-1", 12) == [0, 6, 12] and select_layers([3, 3, 1], 12) == [1, 3]
+    for bad in ("13", "x", [1.5], [], "-14"):
+        with pytest.raises(ProbeError):
+            select_layers(bad, 12)
+    spec = tiny_spec(max_positions=512, layers=2, hidden=16, seed=11, name="tiny-results")
+    sub = layers("de", model=spec, tasks="pos", layers=[0, -1], train=("ud", "dev"), tatoeba=False,
+                 n_boot=50, progress=False)
+    assert sub.layer_ids == [0, 2] and list(sub.table().index) == [0, 2]
+    assert sub.report["config"]["tasks"] == ["upos"]  # "pos" accepted, recorded as the UD probe
+    full = result.table()
+    for col in ("UPOS en", "UPOS de", "CKA en-de", "R en>de"):
+        assert list(sub.table()[col]) == pytest.approx(list(full.loc[[0, 2], col]), abs=1e-12)
+    assert sub.difference("pos de", 0, 2) == result.difference("upos de", 0, 2)
+    assert sub.difference("cka en-de", 2, 0) == result.difference("cka en-de", 2, 0)
+    for curve in sub.report["noise"]["curves"].values():
+        assert curve["peak_layer"] in (0, 2) and set(curve["within_noise_of_peak"]) <= {0, 2}
+    assert np.asarray(sub.report["cka_matrix"]["de"]).shape == (2, 2)
+    with pytest.raises(ProbeError, match="layer 1 was not analysed"):
+        sub.difference("pos de", 1, 2)
+    with pytest.raises(ProbeError, match="unknown task.*pos \\(or upos\\)"):
+        layers("de", model=spec, tasks="postag", progress=False)
