@@ -889,6 +889,8 @@ def _perturbed_entries(spec, targets, perturbations, pooling, pud, progress, dev
     from .perturb import changed_fraction, perturb_corpus
 
     out, loaded = {}, {}
+    if not perturbations:  # nothing to perturb: do not parse the clean text again
+        return out
     for lang in targets:
         clean = load_corpus("pud", lang, "test", progress=progress)
         for p in perturbations:
