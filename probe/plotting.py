@@ -49,6 +49,29 @@ def provenance(meta: dict) -> str:
     return " | ".join(parts)
 
 
+def _figure_class():
+    """A Figure that Jupyter shows once. ``res.plot_tradeoff()`` ending a cell returns the
+    figure, which IPython displays, *and* leaves it open in pyplot, which the inline backend
+    draws again at the end of the cell; displayed once, the figure leaves pyplot instead."""
+    from matplotlib.figure import Figure
+
+    class ProbeFigure(Figure):
+        def _ipython_display_(self):
+            import io
+
+            import matplotlib.pyplot as plt
+            from IPython.display import display
+
+            buf = io.BytesIO()
+            self.savefig(buf, format="png")
+            display({"image/png": buf.getvalue(), "text/plain": repr(self)}, raw=True)
+            manager = getattr(self.canvas, "manager", None)
+            if manager is not None and plt.fignum_exists(manager.num):
+                plt.close(self)  # shown: the backend's end-of-cell drawing would repeat it
+
+    return ProbeFigure
+
+
 def subplots(ax, n: int = 1, figsize=(6.4, 4.8)):
     """``(figure, [axes])`` for a plot of ``n`` panels, like scikit-learn's Display ``plot(ax=)``.
 
@@ -60,7 +83,7 @@ def subplots(ax, n: int = 1, figsize=(6.4, 4.8)):
         import matplotlib.pyplot as plt
 
         setup_style()
-        fig, axes = plt.subplots(1, n, figsize=figsize, squeeze=False)
+        fig, axes = plt.subplots(1, n, figsize=figsize, squeeze=False, FigureClass=_figure_class())
         return fig, list(axes[0])
     import numpy as np
 

@@ -154,6 +154,8 @@ def test_jupyter_kernel_keeps_inline_figures_and_plot_writes_nothing(saved, tmp_
         "import matplotlib.pyplot as plt\nplt.plot([0, 1], [1, 0]);",  # the user's own figure
         f"res = probe.LayerResult.load({str(saved)!r})\nres",
         "fig = res.plot_tradeoff()",
+        "res.plot_similarity()",  # a returned Figure ending a cell: still one image
+        "fig",  # shown again on request, from a later cell
         "import os\nprint('files:', sorted(os.listdir('.')))",
     ]
     nb = new_notebook(cells=[new_code_cell(c) for c in cells])
@@ -169,7 +171,8 @@ def test_jupyter_kernel_keeps_inline_figures_and_plot_writes_nothing(saved, tmp_
     html = [x["data"]["text/html"] for x in outs[2] if "text/html" in x.get("data", {})]
     assert html and "<table" in html[0]
     assert len(images(outs[3])) == 1, "res.plot_tradeoff() shows its figure inline"
-    assert "files: []" in "".join(x.get("text", "") for x in outs[4])
+    assert len(images(outs[4])) == 1 and len(images(outs[5])) == 1
+    assert "files: []" in "".join(x.get("text", "") for x in outs[6])
     assert os.listdir(work) == []
 
 
