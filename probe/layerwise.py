@@ -583,12 +583,16 @@ def _probe_vocab(task, train) -> list[str]:
     return UPOS_TAGS if task == "upos" else sorted(set(_universal(train.vocab("deprel"))))
 
 
+def _module_source(name: str) -> Path:
+    """A module of this package as its source file (hashed without importing it: a warm run
+    need not import torch just to check its memoised results)."""
+    return Path(__file__).with_name(f"{name}.py")
+
+
 def _probe_code() -> tuple:
     """The code a fitted probe and its evaluation depend on (keys of their memoised results)."""
-    from . import probes, stats
-
     return (_fit_probes, _label_ids, _probe_vocab, _universal, _sentence_ids, _split_counts,
-            probes, stats, " ".join(UPOS_TAGS))
+            _module_source("probes"), _module_source("stats"), " ".join(UPOS_TAGS))
 
 
 _PROBE_STATE = ("classes_", "coef_", "intercept_", "mean_", "scale_", "n_iter_", "n_features_in_")
@@ -715,9 +719,9 @@ def _similarity(pud: dict, tatoeba: dict, targets, layer_ids, en_key: str = SOUR
 
     Each language pair is memoised in the cache like the probes (keyed by both entries, the
     settings and the source of the code that computes it)."""
-    from . import similarity
     from .cache import code_version, memoized
 
+    similarity = _module_source("similarity")
     layer_ids = list(range(layer_ids + 1)) if isinstance(layer_ids, (int, np.integer)) else list(layer_ids)
     en = pud[en_key]
     pair_code = code_version(_similarity_pair, _aligned_rows, _ret, similarity)
@@ -824,6 +828,19 @@ def _ties_with_peak(values, difference, layer_ids=None) -> dict:
             tied.append(ids[l])
     return {"peak_layer": ids[peak], "peak_value": float(values[peak]), "within_noise_of_peak": tied,
             "difference_to_peak": diffs}
+
+
+def _memo_noise(counts: np.ndarray, n_boot: int, seed: int, layer_ids) -> dict:
+    """:func:`noise_summary`, memoised under a digest of the counts themselves (a warm run
+    repeats no bootstrap)."""
+    from .cache import code_version, memoized
+
+    counts = np.ascontiguousarray(counts, dtype=np.int64)
+    digest = hashlib.sha256(str(counts.shape).encode() + counts.tobytes()).hexdigest()
+    return memoized("noise", {"counts": digest, "n_boot": n_boot, "seed": seed, "layers": list(layer_ids)},
+                    lambda: noise_summary(counts, n_boot=n_boot, seed=seed, layer_ids=layer_ids),
+                    code=code_version(noise_summary, _ties_with_peak, _count_difference, _row,
+                                      _module_source("stats")))
 
 
 def noise_summary(counts: np.ndarray, *, n_boot: int = 1000, seed: int = 0, layer_ids=None) -> dict:
@@ -1018,10 +1035,9 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
     for task in probe_tasks:
         for name in [*pud]:
             noise["curves"][f"{task} {name}" + ("" if name == SOURCE_LANG else " (zero-shot)")] = \
-                noise_summary(counts[task][name], n_boot=n_boot, seed=seed, layer_ids=layer_ids)
+                _memo_noise(counts[task][name], n_boot, seed, layer_ids)
     for lang in targets:
-        noise["curves"][f"retrieval en-{lang}"] = noise_summary(ret_counts[lang], n_boot=n_boot, seed=seed,
-                                                                 layer_ids=layer_ids)
+        noise["curves"][f"retrieval en-{lang}"] = _memo_noise(ret_counts[lang], n_boot, seed, layer_ids)
     for lang in targets:
         noise["curves"][f"cka en-{lang}"] = jackknife_noise_summary(cka[lang]["debiased"], cka_reps[lang],
                                                                     layer_ids=layer_ids)
