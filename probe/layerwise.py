@@ -43,15 +43,19 @@ SOURCE_LANG = "en"
 
 # ----------------------------------------------------------------------------- provenance
 def versions() -> dict:
-    """Versions of the code and libraries that produced a result."""
-    import numpy
-    import sklearn
-    import torch
-    import transformers
+    """Versions of the code and libraries that produced a result (from the installed packages'
+    metadata: a warm run need not import torch, transformers and scikit-learn to name them)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    out = {"probe": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
-           "torch": torch.__version__, "transformers": transformers.__version__,
-           "scikit-learn": sklearn.__version__}
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    out = {"probe": __version__, "python": platform.python_version(), "numpy": np.__version__,
+           "torch": installed("torch"), "transformers": installed("transformers"),
+           "scikit-learn": installed("scikit-learn")}
     try:
         root = Path(__file__).resolve().parent.parent
         sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
