@@ -23,7 +23,8 @@ def available_langs(corpus: str, split: str, candidates: Sequence | None = None)
     local data or upstream), in registry order. A language that fails to load is skipped."""
     from probe.data import get_corpus
     from probe.errors import ProbeError
-    from probe.languages import get_language, languages_with
+    from probe.data import languages_with
+    from probe.languages import get_language
 
     cdef = get_corpus(corpus)
     langs = languages_with(corpus) if candidates is None else [get_language(c) for c in candidates]

@@ -25,6 +25,7 @@ if __package__ in (None, ""):
 
 from analyses._common import (fig_meta, log, model_record, open_entries, outputs, pud_targets, record,
                               script_cli, write_json)
+from probe.results import closed
 
 NAME = "cka_heatmaps"
 CLAIM = ("English layer i is most similar to layer i of every other language (a dominant "
@@ -46,11 +47,11 @@ def summarise(mats: dict[str, list]) -> dict:
             "diagonal_is_best_fraction_mean": float(np.mean([v["diagonal_is_best_fraction"] for v in out.values()]))}
 
 
-def plot(rec: dict, path: Path) -> list[Path]:
+def plot(rec: dict, path: Path | None = None):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from probe.plotting import finish, setup_style
+    from probe.plotting import setup_style, show_or_save
 
     setup_style()
     mats = rec["results"]["matrices"]
@@ -83,8 +84,8 @@ def plot(rec: dict, path: Path) -> list[Path]:
     fig.subplots_adjust(left=0.05, right=0.9, wspace=0.25, hspace=0.35)
     cap = ("PUD test, 1000 parallel sentences per language, mean-pooled word vectors; "
            "layer 0 = embeddings, L = last")
-    return finish(fig, path, fig_meta(rec, cap),
-                  f"Layer × layer CKA, English vs each language — {rec['model']['name']}, PUD")
+    return show_or_save(fig, path, fig_meta(rec, cap),
+                        f"Layer × layer CKA, English vs each language — {rec['model']['name']}, PUD")
 
 
 def main(model: str = "e5-small-q4", out_root: Path = Path("."), quick: bool = False) -> list[Path]:
@@ -116,7 +117,7 @@ def main(model: str = "e5-small-q4", out_root: Path = Path("."), quick: bool = F
     rec = record(NAME, __file__, CLAIM, model_record(spec, en), data, {}, cfg, results, t0)
     json_path, fig_path = outputs(out_root, NAME)
     write_json(json_path, rec)
-    return [json_path, *plot(rec, fig_path)]
+    return [json_path, *closed(plot(rec, fig_path), fig_path)]
 
 
 if __name__ == "__main__":

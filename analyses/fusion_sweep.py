@@ -28,6 +28,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from analyses._common import _csv, fig_meta, log, outputs, record, script_cli, write_json
+from probe.results import closed
 
 NAME = "fusion_sweep"
 CLAIM = ("Fusing the last layer with a lower layer k (DLFA/AIF) improves zero-shot transfer over the "
@@ -79,11 +80,11 @@ def summarise(report: dict) -> dict:
             "selected_k": report.get("selected_k", {}), "gains": g}
 
 
-def plot(rec: dict, path: Path) -> list[Path]:
+def plot(rec: dict, path: Path | None = None):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from probe.plotting import finish, palette, setup_style
+    from probe.plotting import palette, setup_style, show_or_save
 
     setup_style()
     s = rec["results"]["summary"]
@@ -131,8 +132,8 @@ def plot(rec: dict, path: Path) -> list[Path]:
            + ", ".join(f"{l} {rep['data']['targets'][l]['split']}" for l in langs)
            + f"; {s['n_seeds']} seed(s); frozen encoder (the paper fine-tunes mBERT); "
            + s["training_data"])
-    return finish(fig, path, fig_meta(rec, cap),
-                  f"Layer-fusion gains per fused layer and language — {rec['model']['name']}, XTREME {rep['task'].upper()}")
+    return show_or_save(fig, path, fig_meta(rec, cap),
+                        f"Layer-fusion gains per fused layer and language — {rec['model']['name']}, XTREME {rep['task'].upper()}")
 
 
 def main(model: str = "e5-small-q4", out_root: Path = Path("."), quick: bool = False, **overrides) -> list[Path]:
@@ -151,7 +152,7 @@ def main(model: str = "e5-small-q4", out_root: Path = Path("."), quick: bool = F
                  results, t0)
     json_path, fig_path = outputs(out_root, NAME)
     write_json(json_path, rec)
-    return [json_path, *plot(rec, fig_path)]
+    return [json_path, *closed(plot(rec, fig_path), fig_path)]
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ if __package__ in (None, ""):
 
 from analyses._common import (available_langs, fig_meta, log, model_record, open_entries, outputs, record,
                               script_cli, write_json)
+from probe.results import closed
 
 NAME = "language_families"
 CLAIM = ("Languages of the same family (genus) are more similar to each other in the encoder's "
@@ -133,11 +134,11 @@ def _fmt_p(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
-def plot(rec: dict, path: Path) -> list[Path]:
+def plot(rec: dict, path: Path | None = None):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from probe.plotting import LAYER_AXIS, finish, palette, setup_style
+    from probe.plotting import LAYER_AXIS, palette, setup_style, show_or_save
 
     setup_style()
     r = rec["results"]
@@ -183,8 +184,8 @@ def plot(rec: dict, path: Path) -> list[Path]:
     n = len(langs)
     cap = (f"PUD test, 1000 parallel sentences × {n} languages, mean-pooled word vectors; layer {layer} "
            f"({r['layer_choice']}); {r['tests']['cka']['genus']['n_perm']} label permutations")
-    return finish(fig, path, fig_meta(rec, cap),
-                  f"Language × language similarity by family — {rec['model']['name']}, PUD")
+    return show_or_save(fig, path, fig_meta(rec, cap),
+                        f"Language × language similarity by family — {rec['model']['name']}, PUD")
 
 
 def main(model: str = "e5-small-q4", out_root: Path = Path("."), quick: bool = False, *,
@@ -254,7 +255,7 @@ def main(model: str = "e5-small-q4", out_root: Path = Path("."), quick: bool = F
     rec = record(NAME, __file__, CLAIM, model_record(spec, ents[0]), data, {"permutation": seed}, cfg, results, t0)
     json_path, fig_path = outputs(out_root, NAME)
     write_json(json_path, rec)
-    return [json_path, *plot(rec, fig_path)]
+    return [json_path, *closed(plot(rec, fig_path), fig_path)]
 
 
 if __name__ == "__main__":

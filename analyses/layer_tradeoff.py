@@ -25,6 +25,7 @@ if __package__ in (None, ""):  # run as a script: make ``analyses`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from analyses._common import _csv, fig_meta, log, outputs, pud_targets, record, script_cli, write_json
+from probe.results import closed
 
 NAME = "layer_tradeoff"
 #: Probe tasks run by default. The dependency-relation probe (``deprel``, 37 labels, plus its
@@ -78,10 +79,10 @@ def summarise(report: dict) -> dict:
             "peak_layer": peaks, "per_language": per_lang}
 
 
-def plot(rec: dict, path: Path) -> list[Path]:
+def plot(rec: dict, path: Path | None = None):
     import matplotlib.pyplot as plt
 
-    from probe.plotting import LAYER_AXIS, finish, palette, setup_style
+    from probe.plotting import LAYER_AXIS, palette, setup_style, show_or_save
 
     setup_style()
     rep = rec["results"]["layers_report"]
@@ -146,8 +147,8 @@ def plot(rec: dict, path: Path) -> list[Path]:
     fig.tight_layout(rect=(0, 0, 1, 0.96))
     cap = (f"probes: UD English-EWT dev+test → PUD test, en + {len(langs)} targets; "
            f"CKA/retrieval: PUD, 1000 parallel sentences, mean of word vectors")
-    return finish(fig, path, fig_meta(rec, cap),
-                  f"Structure vs cross-lingual alignment per layer — {rec['model']['name']}, PUD")
+    return show_or_save(fig, path, fig_meta(rec, cap),
+                        f"Structure vs cross-lingual alignment per layer — {rec['model']['name']}, PUD")
 
 
 def main(model: str = "e5-small-q4", out_root: Path = Path("."), quick: bool = False, *,
@@ -167,7 +168,7 @@ def main(model: str = "e5-small-q4", out_root: Path = Path("."), quick: bool = F
                  {**rep["config"], "quick": quick}, results, t0)
     json_path, fig_path = outputs(out_root, NAME)
     write_json(json_path, rec)
-    return [json_path, *plot(rec, fig_path)]
+    return [json_path, *closed(plot(rec, fig_path), fig_path)]
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ if __package__ in (None, ""):
 
 from analyses._common import (_csv, available_langs, ensure_corpora, fig_meta, log, model_record, outputs,
                               record, script_cli, subset, write_json)
+from probe.results import closed
 
 NAME = "retrieval_tatoeba"
 CLAIM = ("Parallel-sentence retrieval peaks in the middle-upper layers for every family and script; "
@@ -91,11 +92,11 @@ def group_means(per_lang: dict, attr: str, kind: str, min_group: int = MIN_GROUP
     return out
 
 
-def plot(rec: dict, path: Path) -> list[Path]:
+def plot(rec: dict, path: Path | None = None):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from probe.plotting import LAYER_AXIS, finish, palette, setup_style
+    from probe.plotting import LAYER_AXIS, palette, setup_style, show_or_save
 
     setup_style()
     r = rec["results"]
@@ -128,8 +129,8 @@ def plot(rec: dict, path: Path) -> list[Path]:
     cap = (f"Tatoeba v1, {len(r['per_language'])} languages ↔ English, "
            f"{'≤' + str(n) + ' seeded random pairs per language (accuracy among that many candidates)' if n else 'all pairs'}; "
            "sentence vector = mean of mean-pooled word vectors")
-    return finish(fig, path, fig_meta(rec, cap),
-                  f"Tatoeba retrieval per layer by family and script — {rec['model']['name']}")
+    return show_or_save(fig, path, fig_meta(rec, cap),
+                        f"Tatoeba retrieval per layer by family and script — {rec['model']['name']}")
 
 
 def main(model: str = "e5-small-q4", out_root: Path = Path("."), quick: bool = False, *,
@@ -187,7 +188,7 @@ def main(model: str = "e5-small-q4", out_root: Path = Path("."), quick: bool = F
     rec = record(NAME, __file__, CLAIM, enc_model, {"tatoeba": data}, {"pair_subset": seed}, cfg, results, t0)
     json_path, fig_path = outputs(out_root, NAME)
     write_json(json_path, rec)
-    return [json_path, *plot(rec, fig_path)]
+    return [json_path, *closed(plot(rec, fig_path), fig_path)]
 
 
 if __name__ == "__main__":

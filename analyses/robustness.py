@@ -23,6 +23,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from analyses._common import log, outputs, record, script_cli, write_json
+from probe.results import closed
 
 NAME = "robustness"
 CLAIM = ("Noisy target text hurts the lower and middle layers most; the last layers, trained for "
@@ -67,7 +68,7 @@ def main(model: str = "e5-small-q4", out_root: Path = Path("."), quick: bool = F
                  {**rep["config"], "quick": quick}, results, t0)
     json_path, fig_path = outputs(out_root, NAME)
     write_json(json_path, rec)
-    return [json_path, *LayerResult(rep).plot_robustness(fig_path)]
+    return [json_path, *closed(LayerResult(rep).plot_robustness(fig_path), fig_path)]
 
 
 if __name__ == "__main__":

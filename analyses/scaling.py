@@ -22,6 +22,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from analyses._common import QUICK_PUD, log, outputs, record, script_cli, write_json
+from probe.results import closed
 
 NAME = "scaling"
 CLAIM = ("A trained encoder's cross-lingual peak sits at a different relative depth than its "
@@ -50,7 +51,7 @@ def main(model: str = "e5-small-q4", out_root: Path = Path("."), quick: bool = F
                  rep["seeds"], {**rep["config"], "quick": quick}, results, t0)
     json_path, fig_path = outputs(out_root, NAME)
     write_json(json_path, rec)
-    return [json_path, *res.plot(fig_path)]
+    return [json_path, *closed(res.plot(fig_path), fig_path)]
 
 
 if __name__ == "__main__":

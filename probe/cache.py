@@ -565,17 +565,53 @@ def clean_orphans(folder: Path, *, force: bool = False) -> list[Path]:
     return removed
 
 
-RESULTS_VERSION = 1
+def code_version(*code) -> str:
+    """A digest of the code that computes a memoised result: the package version plus the
+    source text of each function, class or module in ``code`` (a string counts as itself).
+    With no ``code``, every module of the package: any edit then invalidates."""
+    import inspect
+    import types
+
+    from . import __version__
+
+    if not code:
+        root = Path(__file__).resolve().parent
+        code = tuple(sorted(root.rglob("*.py")))
+    h = hashlib.sha256(f"probe {__version__}".encode())
+    for obj in code:
+        if isinstance(obj, Path):
+            text = obj.read_text()
+        elif isinstance(obj, str):
+            text = obj
+        elif isinstance(obj, types.ModuleType):
+            text = Path(obj.__file__).read_text()
+        else:
+            text = inspect.getsource(obj)
+        h.update(b"\0" + text.encode())
+    return h.hexdigest()[:20]
 
 
-def memoized(kind: str, fields: dict, compute):
-    """Return ``compute()``'s JSON-able result, stored under a digest of ``fields``.
+_PACKAGE_CODE: list[str] = []  # the whole-package digest, computed once per process
 
-    Used for per-layer analysis results (a probe fit and its evaluation), keyed by the
-    cache entries' own digests, so a repeated or interrupted analysis reuses finished
-    layers and a change of any input gives a new key, never a stale result.
+
+def memoized(kind: str, fields: dict, compute, *, code: tuple | str | None = None):
+    """Return ``compute()``'s JSON-able result, stored under a digest of ``fields`` and of the
+    code that computes it.
+
+    Used for per-layer analysis results (a probe evaluation, similarity), keyed by the cache
+    entries' own digests, so a repeated or interrupted analysis reuses finished layers and a
+    change of any input gives a new key. ``code``: the functions/modules whose source
+    determines the result (or a :func:`code_version` string); the key also holds the package
+    version, so an edited function never reuses its old numbers. ``None``: the source of
+    the whole package (safe, but any edit recomputes).
     """
-    payload = json.dumps({"kind": kind, "v": RESULTS_VERSION, **fields}, sort_keys=True, default=str)
+    if code is None:
+        if not _PACKAGE_CODE:
+            _PACKAGE_CODE.append(code_version())
+        version = _PACKAGE_CODE[0]
+    else:
+        version = code if isinstance(code, str) else code_version(*code)
+    payload = json.dumps({"kind": kind, "code": version, **fields}, sort_keys=True, default=str)
     digest = hashlib.sha256(payload.encode()).hexdigest()
     path = cache_dir() / "results" / kind / f"{digest[:32]}.json"
     if path.exists():

@@ -99,10 +99,9 @@ def cmd_data(args) -> int:
 
 # ----------------------------------------------------------------------------- layers
 def _corpus_split(text: str) -> tuple[str, str]:
-    corpus, sep, split = text.partition(":")
-    if not sep or not corpus or not split:
-        raise ProbeError(f"--train must look like corpus:split (e.g. ud:dev+test), not {text!r}")
-    return corpus, split
+    from .layerwise import parse_train
+
+    return parse_train(text)
 
 
 @command("layers")
@@ -114,7 +113,7 @@ def cmd_layers(args) -> int:
     res = layers(args.lang, model=args.model, tasks=args.tasks, pooling=args.pooling, seed=args.seed,
                  n_boot=args.n_boot, tatoeba=not args.no_tatoeba, progress=not args.quiet,
                  device=args.device, train=_corpus_split(args.train), max_iter=args.max_iter,
-                 perturb=args.perturb)
+                 perturb=args.perturb, layers=args.layers)
     r = res.report
     print(f"model: {r['model']['name']} (fingerprint {r['model']['fingerprint'][:12]}); "
           f"English -> {', '.join(res.langs)}; {LAYER_NOTE}")
@@ -221,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "(e.g. de,zh)")
     la.add_argument("--model", default="auto", help=model_help + " (default: auto)")
     la.add_argument("--tasks", default="upos,deprel,langid",
-                    help="comma-separated probe tasks: upos, deprel, langid (default: all)")
+                    help="comma-separated probe tasks: pos (or upos), deprel, langid (default: all)")
+    la.add_argument("--layers", default=None, metavar="L[,L...]",
+                    help="analyse only these layers, e.g. 0,6,-1 (0 = embeddings, -1 = last; default: all)")
     la.add_argument("--out", default="out/layers", help="output directory (default: out/layers)")
     la.add_argument("--pooling", default="first", choices=["first", "mean", "last"],
                     help="subword-to-word pooling (default: first content piece)")
@@ -261,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     if "--no-verify" in argv:  # read by probe.cache (and by any worker process)
         os.environ["PROBE_NO_VERIFY"] = "1"
     argv = [a for a in argv if a not in ("--debug", "--no-verify")]
+    # The command line alone picks matplotlib's non-interactive backend (its figures are only
+    # written to files); the library never calls matplotlib.use, so notebooks keep theirs.
+    os.environ.setdefault("MPLBACKEND", "Agg")
     parser = build_parser()
     _one_line_error(parser)
     args = parser.parse_args(argv)

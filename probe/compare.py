@@ -29,6 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import ProbeError
+from .results import ResultDisplay, SavedFiles, closed, load_counts, report_file, save_counts
 
 __all__ = ["compare", "CompareResult", "relative_depth", "nearest_layer"]
 
@@ -79,8 +80,8 @@ def _curve_values(counts: np.ndarray) -> np.ndarray:
     return counts[:, :, 0].sum(1) / counts[:, :, 1].sum(1)
 
 
-@dataclass
-class CompareResult:
+@dataclass(repr=False)
+class CompareResult(ResultDisplay):
     """Per-model curves on relative depth, peak tables and noise-aware differences.
 
     ``report`` is JSON-ready; ``layer_results`` holds each model's
@@ -94,12 +95,16 @@ class CompareResult:
     def models(self) -> list[str]:
         return [m["name"] for m in self.report["models"]]
 
+    def _headline(self) -> str:
+        return (f"{' vs '.join(self.models)}, English -> {', '.join(self.report['config']['langs'])}; "
+                "peak layers per model")
+
     def table(self):
         """One row per model: L, peak layer (absolute / relative) and value of each curve,
         the layers within noise of the peak, and the fusion gain."""
         import pandas as pd
 
-        from .layerwise import _layer_ranges
+        from .layerwise import layer_ranges
 
         rows = []
         for m in self.report["models"]:
@@ -113,7 +118,7 @@ class CompareResult:
                 row[f"{curve} peak rel"] = round(pk["relative"], 3)
                 row[f"{curve} value"] = round(pk["value"], 4)
                 if "within_noise" in pk:
-                    row[f"{curve} tied layers"] = _layer_ranges(pk["within_noise"])
+                    row[f"{curve} tied layers"] = layer_ranges(pk["within_noise"])
             fus = self.report.get("fusion", {}).get(name)
             if fus:
                 row["fusion k"] = fus["k"]
@@ -139,17 +144,16 @@ class CompareResult:
                            f"[{ci}]: {verdict}")
         return out
 
-    def plot(self, path: Path | None = None):
-        """CKA, retrieval and zero-shot UPOS against relative depth, one line per model."""
-        import matplotlib.pyplot as plt
+    def plot(self, path: Path | None = None, *, ax=None):
+        """CKA, retrieval and zero-shot UPOS against relative depth, one line per model;
+        returns the Figure (``ax``: one Axes per panel; ``path``: also save it there)."""
+        from .plotting import palette, show_or_save, subplots
 
-        from .plotting import finish, palette, setup_style
-
-        setup_style()
         shown = [c for c in CURVES if all(c in self.report["peaks"][m] for m in self.models)]
-        fig, axes = plt.subplots(1, len(shown), figsize=(5.0 * len(shown), 3.9), squeeze=False)
+        owned = ax is None
+        fig, axes = subplots(ax, len(shown), figsize=(5.0 * len(shown), 3.9))
         cols = palette(len(self.models))
-        for ax, curve in zip(axes[0], shown):
+        for ax, curve in zip(axes, shown):
             for m, c in zip(self.report["models"], cols):
                 cur = self.report["curves"][m["name"]]
                 x, y = cur["relative_depth"], cur[curve]
@@ -165,32 +169,55 @@ class CompareResult:
             ax.set_xlabel("relative depth (layer / L)")
             ax.set_ylabel(ylabel)
             ax.set_xlim(-0.03, 1.03)
-        axes[0][0].legend(fontsize=8)
-        fig.subplots_adjust(wspace=0.28)
+        axes[0].legend(fontsize=8)
+        if owned:
+            fig.subplots_adjust(wspace=0.28)
         langs = ", ".join(self.report["config"]["langs"])
         cap = (f"English → {langs}; probes on UD EWT → PUD, similarity on PUD; depth 0 = embeddings, 1 = last "
                "layer; ★ = peak, ○ = layers within noise of it (95%: paired sentence bootstrap; CKA: jackknife)")
         meta = {"model": {"name": " vs ".join(self.models)}, "data_caption": cap,
                 "seed": self.report["seeds"]["probe"], "versions": self.report["versions"]}
-        return finish(fig, path or Path("compare.png"), meta, "Layer trade-off across encoders, by relative depth")
+        return show_or_save(fig, path, meta, "Layer trade-off across encoders, by relative depth", owned=owned)
 
-    def save(self, out_dir: Path) -> list[Path]:
-        """Write ``compare.json``, ``compare.png``/``.pdf`` and each model's ``layers/<model>.json``."""
+    def save(self, out_dir: Path, *, figures: bool = True) -> SavedFiles:
+        """Write ``compare.json``, each model's ``layers/<model>.json`` and
+        ``layers/<model>.counts.npz`` (per-sentence outcomes) and, with ``figures``,
+        ``compare.png``/``.pdf``. As a path the returned list is ``out_dir``:
+        ``CompareResult.load(res.save(d))`` round-trips."""
         from .files import atomic_write_json
 
         out_dir = Path(out_dir)
         (out_dir / "layers").mkdir(parents=True, exist_ok=True)
-        paths = [out_dir / "compare.json"]
+        paths = SavedFiles(out_dir, [out_dir / "compare.json"])
         atomic_write_json(paths[0], self.report)
         for name, res in self.layer_results.items():
-            paths.append(out_dir / "layers" / f"{name.replace('/', '_').replace(':', '_')}.json")
+            paths.append(out_dir / "layers" / f"{_file_name(name)}.json")
             atomic_write_json(paths[-1], res.report)
-        paths += self.plot(out_dir / "compare.png")
+            if res.counts:
+                paths.append(save_counts(out_dir / "layers" / f"{_file_name(name)}.counts.npz", res.counts))
+        if figures:
+            paths += closed(self.plot(out_dir / "compare.png"), out_dir / "compare.png")
         return paths
 
     @classmethod
     def load(cls, path: Path) -> "CompareResult":
-        return cls(json.loads(Path(path).read_text()))
+        """A saved comparison: the folder :meth:`save` wrote (or its ``compare.json``); each
+        model's layer result (with its counts) is read back when saved beside it."""
+        from .layerwise import LayerResult
+
+        rep = report_file(path, "compare.json")
+        report = json.loads(rep.read_text())
+        results = {}
+        for m in report.get("models", []):
+            f = rep.parent / "layers" / f"{_file_name(m['name'])}.json"
+            if f.is_file():
+                results[m["name"]] = LayerResult(json.loads(f.read_text()),
+                                                 counts=load_counts(f.with_name(f.stem + ".counts.npz")))
+        return cls(report, results)
+
+
+def _file_name(model: str) -> str:
+    return model.replace("/", "_").replace(":", "_")
 
 
 def _model_curves(res, langs: list[str]) -> tuple[dict, dict]:
@@ -284,7 +311,7 @@ def compare(models: Sequence | str, langs: Sequence[str] | str, *, tasks: Sequen
     Other arguments as in :func:`probe.layers`.
     """
     from .encoders import resolve_encoder
-    from .layerwise import _check_targets, layers, versions
+    from .layerwise import check_targets, layers, versions
 
     t0 = time.time()
     log = log or ((lambda msg: print(msg, file=sys.stderr)) if progress else (lambda msg: None))
@@ -296,11 +323,15 @@ def compare(models: Sequence | str, langs: Sequence[str] | str, *, tasks: Sequen
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ProbeError(f"a model is listed twice: {', '.join(names)}")
-    targets = _check_targets(langs)
+    targets = check_targets(langs)
     if fusion:  # fail before any work if a target has no POS data for the fusion run
-        from .transfer import _parse_targets
+        from .data import get_corpus
+        from .data.xtreme import corpus_name
+        from .languages import parse_langs
 
-        _parse_targets(targets, "pos")
+        pos = get_corpus(corpus_name("pos"))
+        for lang in parse_langs(targets):
+            pos.check(lang, "test")
     results, curves, counts, peaks, fus, infos = {}, {}, {}, {}, {}, []
     for spec in specs:
         log(f"compare: {spec.name}: per-layer analysis, English -> {', '.join(targets)}")
@@ -388,12 +419,12 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from .cli import _corpus_split
+    from .layerwise import parse_train
 
     res = compare(args.models, args.lang, tasks=args.tasks, fusion=not args.no_fusion,
                   fusion_depth=args.fusion_depth, fusion_seeds=args.fusion_seeds,
                   fusion_examples=args.fusion_examples, seed=args.seed, n_boot=args.n_boot,
-                  train=_corpus_split(args.train), max_iter=args.max_iter, tatoeba=args.tatoeba,
+                  train=parse_train(args.train), max_iter=args.max_iter, tatoeba=args.tatoeba,
                   progress=not args.quiet, device=args.device)
     import pandas as pd
 

@@ -10,6 +10,11 @@ class ProbeError(Exception):
     """An error caused by input or environment, reported to the user as one line."""
 
 
+class ParameterError(ProbeError, ValueError):
+    """A bad estimator or function parameter: a ``ValueError`` (as scikit-learn expects)
+    that the CLI still reports as one line."""
+
+
 class DataFormatError(ProbeError):
     """A malformed input file. The message names the file and the line.
 

@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     add_parser(sub)
     args = parser.parse_args(["figures", *(sys.argv[1:] if argv is None else argv)])
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("MPLBACKEND", "Agg")  # a command writes files: no GUI backend
     try:
         return run(args)
     except ProbeError as exc:

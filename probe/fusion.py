@@ -82,10 +82,9 @@ layers) ~15 s; a 13 k x 3 seeds + 4 baselines x 3 seeds sweep is ~7 CPU-minutes.
 """
 from __future__ import annotations
 
-import inspect
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol, Sequence, Union
+from typing import Mapping, Protocol, Sequence, Union
 
 import numpy as np
 import torch
@@ -675,7 +674,12 @@ def _length_batches(lengths: np.ndarray, sents: np.ndarray, batch_size: int,
 # --------------------------------------------------------------------------- estimator
 
 
-class FusionClassifier:
+from sklearn.base import BaseEstimator, ClassifierMixin  # noqa: E402 - kept next to the estimator
+
+from .errors import ParameterError  # noqa: E402
+
+
+class FusionClassifier(ClassifierMixin, BaseEstimator):
     """Train a layer-fusion method plus a task head on cached features (sklearn style).
 
     Parameters
@@ -749,36 +753,28 @@ class FusionClassifier:
         self.device = device
         self.n_threads = n_threads
 
-    # sklearn's clone() and grid searches only need these two
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {name: getattr(self, name) for name in names}
-
     def set_params(self, **params) -> "FusionClassifier":
-        valid = self.get_params()
-        for name, value in params.items():
-            if name not in valid:
-                raise ProbeError(f"FusionClassifier has no parameter {name!r}")
-            setattr(self, name, value)
-        return self
+        """scikit-learn's ``set_params``; an unknown name raises :class:`ParameterError`."""
+        from sklearn.base import BaseEstimator
 
-    def __repr__(self) -> str:
-        defaults = {p.name: p.default for p in
-                    inspect.signature(type(self).__init__).parameters.values() if p.name != "self"}
-        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if defaults[k] != v]
-        return f"FusionClassifier({', '.join(changed)})"
+        try:
+            return BaseEstimator.set_params(self, **params)
+        except ValueError as exc:
+            raise ParameterError(str(exc)) from None
 
     # ------------------------------------------------------------------ checks
 
     def _check_params(self) -> None:
+        if self.method not in METHODS:
+            raise ParameterError(f"unknown fusion method {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.task not in TASKS:
-            raise ProbeError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
+            raise ParameterError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
         if self.metric not in ("accuracy", "f1"):
-            raise ProbeError(f"unknown metric {self.metric!r}; choose accuracy or f1")
+            raise ParameterError(f"unknown metric {self.metric!r}; choose accuracy or f1")
         if self.metric == "f1" and self.task != "tagging":
-            raise ProbeError("metric='f1' (entity F1) only applies to tagging tasks")
+            raise ParameterError("metric='f1' (entity F1) only applies to tagging tasks")
         if self.epochs < 1 or self.batch_size < 1:
-            raise ProbeError("epochs and batch_size must be >= 1")
+            raise ParameterError("epochs and batch_size must be >= 1")
 
     def _labels(self, view) -> np.ndarray:
         labels = getattr(view, "labels", None)

@@ -29,7 +29,6 @@ __all__ = [
     "LANGUAGES",
     "get_language",
     "parse_langs",
-    "languages_with",
     "all_languages",
 ]
 
@@ -273,10 +272,3 @@ def parse_langs(spec: str | Iterable[str | Language]) -> list[Language]:
     if not out:
         raise ProbeError(f"no languages given; supported: {_choices(LANGUAGES)}")
     return out
-
-
-def languages_with(corpus_name: str) -> list[Language]:
-    """The languages the registered corpus ``corpus_name`` has (see :func:`probe.data.get_corpus`)."""
-    from probe.data import get_corpus  # the corpus registry imports this module
-
-    return list(get_corpus(corpus_name).languages())

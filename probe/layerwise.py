@@ -33,6 +33,7 @@ import numpy as np
 
 from . import __version__
 from .errors import ProbeError
+from .results import ResultDisplay, SavedFiles, closed, load_counts, report_file, save_counts
 
 UPOS_TAGS = ["ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON",
              "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X"]
@@ -42,15 +43,19 @@ SOURCE_LANG = "en"
 
 # ----------------------------------------------------------------------------- provenance
 def versions() -> dict:
-    """Versions of the code and libraries that produced a result."""
-    import numpy
-    import sklearn
-    import torch
-    import transformers
+    """Versions of the code and libraries that produced a result (from the installed packages'
+    metadata: a warm run need not import torch, transformers and scikit-learn to name them)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    out = {"probe": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
-           "torch": torch.__version__, "transformers": transformers.__version__,
-           "scikit-learn": sklearn.__version__}
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    out = {"probe": __version__, "python": platform.python_version(), "numpy": np.__version__,
+           "torch": installed("torch"), "transformers": installed("transformers"),
+           "scikit-learn": installed("scikit-learn")}
     try:
         root = Path(__file__).resolve().parent.parent
         sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
@@ -107,8 +112,10 @@ def ensure_entries(spec, wanted: Sequence[tuple[str, str, str, str]], *, progres
                             device=device) for corpus, lang, split, pooling in wanted]
 
 
-def _check_targets(langs: Sequence[str]):
-    from .languages import get_language, languages_with
+def check_targets(langs: Sequence[str]) -> list[str]:
+    """Target language codes (no duplicates) that have a PUD treebank; one clear error otherwise."""
+    from .data import languages_with
+    from .languages import get_language
 
     if isinstance(langs, str):
         langs = [x for x in langs.split(",") if x.strip()]
@@ -130,6 +137,66 @@ def _check_targets(langs: Sequence[str]):
             raise ProbeError("English is the source language; choose target languages: " + supported)
         if lang.code not in out:
             out.append(lang.code)
+    return out
+
+
+def parse_train(text: str) -> tuple[str, str]:
+    """A probe training set written ``corpus:split`` (``"ud:dev+test"``) as ``(corpus, split)``."""
+    corpus, sep, split = str(text).partition(":")
+    if not sep or not corpus or not split:
+        raise ProbeError(f"--train must look like corpus:split (e.g. ud:dev+test), not {text!r}")
+    return corpus, split
+
+
+def select_layers(layers, last_layer: int) -> list[int]:
+    """The layers ``layers=`` selects out of ``0..last_layer``: ``None``/``"all"`` = every one;
+    a list or ``"0,6,-1"`` (negative counts from the end); sorted, no duplicates."""
+    if layers is None or (isinstance(layers, str) and layers.strip().lower() == "all"):
+        return list(range(last_layer + 1))
+    items = layers.split(",") if isinstance(layers, str) else (
+        [layers] if isinstance(layers, (int, np.integer)) else list(layers))
+    out = set()
+    for item in items:
+        text = str(item).strip()
+        try:
+            value = int(text)
+        except ValueError:
+            raise ProbeError(f"layers must be integers (0 = embeddings, {last_layer} = last) or 'all', "
+                             f"not {item!r}") from None
+        if isinstance(item, float) and item != value or isinstance(item, bool):
+            raise ProbeError(f"layers must be integers, not {item!r}")
+        layer = value + last_layer + 1 if value < 0 else value
+        if not 0 <= layer <= last_layer:
+            raise ProbeError(f"layer {value} is out of range: this model has layers 0..{last_layer}")
+        out.add(layer)
+    if not out:
+        raise ProbeError("layers= selects no layer")
+    return sorted(out)
+
+
+# the earlier private names, kept for callers outside the package
+_check_targets = check_targets
+
+
+def _parse_tasks(tasks) -> list[str]:
+    """Probe tasks as recorded in the report: ``pos`` (or ``upos``) -> ``"upos"`` (the UD
+    tag-set probe), ``deprel``, ``langid``; no duplicates."""
+    from .tasks import task_name
+
+    names = tasks.split(",") if isinstance(tasks, str) else list(tasks)
+    out, bad = [], []
+    for t in (str(x).strip() for x in names):
+        if not t:
+            continue
+        name = "upos" if task_name(t) == "pos" else t.lower()
+        if name not in TASKS:
+            bad.append(t)
+        elif name not in out:
+            out.append(name)
+    if bad:
+        raise ProbeError(f"unknown task(s) {', '.join(bad)}; choose from pos (or upos), deprel, langid")
+    if not out:
+        raise ProbeError("no probe task given; choose from pos (or upos), deprel, langid")
     return out
 
 
@@ -167,13 +234,15 @@ def _aligned_rows(a, b) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- result
-@dataclass
-class LayerResult:
+@dataclass(repr=False)
+class LayerResult(ResultDisplay):
     """All numbers of one ``layers`` run (``report`` is JSON-ready) with table and plots.
 
     ``counts``: per-sentence outcomes of each curve, ``{"upos de": [n_layers, n_sentences, 2]
-    (correct, total)}``, for paired comparisons (:meth:`difference`); not saved in
-    ``report.json`` (None after :meth:`load`).
+    (correct, total)}``, for paired comparisons (:meth:`difference`); :meth:`save` writes them
+    to ``counts.npz`` next to ``report.json`` and :meth:`load` reads them back.
+
+    In Jupyter the result shows its per-layer table; ``repr`` is short.
     """
 
     report: dict
@@ -194,23 +263,47 @@ class LayerResult:
         from .stats import jackknife_difference
 
         other = other or self
+        if curve.startswith("pos "):  # one vocabulary: "pos de" is the UD probe "upos de"
+            curve = "u" + curve
+        for r in (self, other):
+            if r.counts is None:
+                raise ProbeError("this result has no per-sentence outcomes (it was loaded from a "
+                                 "report.json saved without counts.npz)")
+        ia, ib = self._position(layer_a), other._position(layer_b)
         if curve.startswith("cka "):  # "cka en-de": jackknife replicates, not sentence counts
             key, lang = "cka-jackknife " + curve[4:], curve.split("-", 1)[1]
             for r in (self, other):
-                if r.counts is None or key not in r.counts:
-                    raise ProbeError(f"no jackknife replicates for {curve!r} (a result loaded from "
-                                     "report.json has none)")
-            va = self.report["cka"][lang]["debiased"][layer_a]
-            vb = other.report["cka"][lang]["debiased"][layer_b]
-            return jackknife_difference(va, vb, self.counts[key][layer_a], other.counts[key][layer_b])
+                if key not in r.counts:
+                    raise ProbeError(f"unknown curve {curve!r}; choose from {self.curves()}")
+            va = self.report["cka"][lang]["debiased"][ia]
+            vb = other.report["cka"][lang]["debiased"][ib]
+            return jackknife_difference(va, vb, self.counts[key][ia], other.counts[key][ib])
         for r in (self, other):
-            if r.counts is None or curve not in r.counts:
-                raise ProbeError(f"no per-sentence outcomes for {curve!r} (a result loaded from "
-                                 f"report.json has none; choose from {sorted(self.counts or [])})")
-        a, b = self.counts[curve][layer_a], other.counts[curve][layer_b]
+            if curve not in r.counts:
+                raise ProbeError(f"unknown curve {curve!r}; choose from {self.curves()}")
+        a, b = self.counts[curve][ia], other.counts[curve][ib]
         if a.shape != b.shape or not np.array_equal(a[:, 1], b[:, 1]):
             raise ProbeError(f"{curve}: the two results were not scored on the same sentences and words")
         return _count_difference(a, b, n_boot, seed)
+
+    def curves(self) -> list[str]:
+        """Names :meth:`difference` accepts (``"upos de"``, ``"retrieval en-de"``, ``"cka en-de"``)."""
+        return sorted(("cka " + k[len("cka-jackknife "):]) if k.startswith("cka-jackknife ") else k
+                      for k in (self.counts or {}))
+
+    def _position(self, layer: int) -> int:
+        """Row of ``layer`` in the per-layer lists (the report may hold a subset of layers)."""
+        try:
+            return self.layer_ids.index(int(layer))
+        except ValueError:
+            raise ProbeError(f"layer {layer} was not analysed; this result has layers "
+                             f"{layer_ranges(self.layer_ids)}") from None
+
+    def _headline(self) -> str:
+        r = self.report
+        tasks = ",".join(r.get("config", {}).get("tasks", []))
+        return (f"{r['model']['name']} (L = {r['model']['n_layers']}), English -> {', '.join(self.langs)}; "
+                f"layers {layer_ranges(self.layer_ids)}; tasks {tasks}")
 
     def noise_lines(self) -> list[str]:
         """One line per curve: its best layer and the layers within noise of it."""
@@ -218,7 +311,7 @@ class LayerResult:
         for name, n in self.report.get("noise", {}).get("curves", {}).items():
             tied = [l for l in n["within_noise_of_peak"] if l != n["peak_layer"]]
             out.append(f"{name}: peak at layer {n['peak_layer']} ({n['peak_value']:.3f}); "
-                       + (f"layers {_layer_ranges(n['within_noise_of_peak'])} are within noise of it"
+                       + (f"layers {layer_ranges(n['within_noise_of_peak'])} are within noise of it"
                           if tied else "every other layer is significantly lower"))
         return out
 
@@ -265,18 +358,19 @@ class LayerResult:
                 "versions": r["versions"]}
 
     # -- figures
-    def plot_probes(self, path: Path | None = None):
-        import matplotlib.pyplot as plt
+    def plot_probes(self, path: Path | None = None, *, ax=None):
+        """Probe accuracy per layer (one panel per probe task); returns the Figure.
 
-        from .plotting import LAYER_AXIS, finish, palette, setup_style
+        ``ax``: Axes to draw into (one per task), else a new figure; ``path``: also save it
+        there (.png + .pdf)."""
+        from .plotting import LAYER_AXIS, palette, show_or_save, subplots
 
-        setup_style()
         r = self.report
         tasks = [t for t in ("upos", "deprel") if t in r["probes"]]
-        fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(5.2 * max(len(tasks), 1), 3.8),
-                                 squeeze=False)
+        owned = ax is None
+        fig, axes = subplots(ax, max(len(tasks), 1), figsize=(5.2 * max(len(tasks), 1), 3.8))
         L = self.layer_ids
-        for ax, task in zip(axes[0], tasks):
+        for ax, task in zip(axes, tasks):
             cols = palette(len(self.langs) + 1)
             for lang, c in zip(["en"] + self.langs, cols):
                 rows = r["probes"][task][lang]
@@ -295,17 +389,16 @@ class LayerResult:
             ax.legend(fontsize=8)
         cap = "probe train: UD English-EWT dev+test; eval: PUD (" + ", ".join(["en"] + self.langs) + \
               "); 95% sentence-bootstrap bands"
-        return finish(fig, path or Path("probes.png"), self._meta(cap), "Structural probes per layer")
+        return show_or_save(fig, path, self._meta(cap), "Structural probes per layer", owned=owned)
 
-    def plot_similarity(self, path: Path | None = None):
-        import matplotlib.pyplot as plt
+    def plot_similarity(self, path: Path | None = None, *, ax=None):
+        """CKA and retrieval per layer (two panels); returns the Figure (``ax``: two Axes)."""
+        from .plotting import LAYER_AXIS, palette, show_or_save, subplots
 
-        from .plotting import LAYER_AXIS, finish, palette, setup_style
-
-        setup_style()
         r = self.report
         L = self.layer_ids
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10.5, 3.8))
+        owned = ax is None
+        fig, (a1, a2) = subplots(ax, 2, figsize=(10.5, 3.8))
         cols = palette(len(self.langs))
         for lang, c in zip(self.langs, cols):
             a1.plot(L, r["cka"][lang]["debiased"], marker="o", ms=3, color=c, label=f"en–{lang}")
@@ -321,8 +414,7 @@ class LayerResult:
         a1.legend(fontsize=8)
         a2.legend(fontsize=7)
         cap = "PUD test, 1000 parallel sentences per language, mean-pooled word vectors"
-        return finish(fig, path or Path("similarity.png"), self._meta(cap),
-                      "Cross-lingual similarity per layer")
+        return show_or_save(fig, path, self._meta(cap), "Cross-lingual similarity per layer", owned=owned)
 
     def tradeoff_curves(self) -> dict[str, list[float]]:
         """Curves min-max normalised over layers (0 = the curve's worst layer, 1 = its best)."""
@@ -346,14 +438,17 @@ class LayerResult:
             out[k] = list((v - v.min()) / span) if span > 0 else list(np.zeros_like(v))
         return out
 
-    def plot_tradeoff(self, path: Path | None = None):
-        import matplotlib.pyplot as plt
+    def plot_tradeoff(self, path: Path | None = None, *, ax=None):
+        """Every curve min-max normalised on one axis; returns the Figure.
 
-        from .plotting import LAYER_AXIS, finish, palette, setup_style
+        >>> fig = res.plot_tradeoff()                  # doctest: +SKIP
+        >>> res.plot_tradeoff(ax=my_axes)              # doctest: +SKIP
+        """
+        from .plotting import LAYER_AXIS, palette, show_or_save, subplots
 
-        setup_style()
         curves = self.tradeoff_curves()
-        fig, ax = plt.subplots(figsize=(7.5, 4.2))
+        owned = ax is None
+        fig, (ax,) = subplots(ax, 1, figsize=(7.5, 4.2))
         cols = palette(len(curves))
         for (name, v), c in zip(curves.items(), cols):
             style = "-" if "structure" in name or "zero-shot" in name else ("--" if "cross" in name else ":")
@@ -362,42 +457,49 @@ class LayerResult:
                ylim=(-0.05, 1.05))
         ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
         cap = f"targets: {', '.join(self.langs)}; probes on UD EWT→PUD, similarity on PUD"
-        return finish(fig, path or Path("tradeoff.png"), self._meta(cap),
-                      "Structure vs cross-lingual alignment across layers")
+        return show_or_save(fig, path, self._meta(cap), "Structure vs cross-lingual alignment across layers",
+                            owned=owned)
 
-    def plot_cka_heatmap(self, lang: str, path: Path | None = None):
-        import matplotlib.pyplot as plt
+    def plot_cka_heatmap(self, lang: str, path: Path | None = None, *, ax=None):
+        """Layer x layer CKA of English vs ``lang``; returns the Figure."""
         import seaborn as sns
 
-        from .plotting import finish, setup_style
+        from .plotting import show_or_save, subplots
 
-        setup_style()
+        if lang not in self.report["cka_matrix"]:
+            raise ProbeError(f"no CKA matrix for {lang!r}; this result has {', '.join(self.report['cka_matrix'])}")
         M = np.asarray(self.report["cka_matrix"][lang])
-        fig, ax = plt.subplots(figsize=(6.2, 5.2))
-        sns.heatmap(M, ax=ax, cmap="viridis", vmin=0, vmax=1, square=True,
+        owned = ax is None
+        fig, (ax,) = subplots(ax, 1, figsize=(6.2, 5.2))
+        sns.heatmap(M, ax=ax, xticklabels=self.layer_ids, yticklabels=self.layer_ids, cmap="viridis", vmin=0, vmax=1, square=True,
                     cbar_kws={"label": "debiased linear CKA"})
         ax.invert_yaxis()
         ax.set(xlabel=f"{lang} layer (0 = embeddings)", ylabel="en layer (0 = embeddings)")
         cap = f"PUD en vs {lang}, 1000 parallel sentences, mean-pooled sentence vectors"
-        return finish(fig, path or Path(f"cka_en-{lang}.png"), self._meta(cap),
-                      f"Layer × layer CKA, English vs {lang}")
+        return show_or_save(fig, path, self._meta(cap), f"Layer × layer CKA, English vs {lang}", owned=owned)
 
-    def save(self, out_dir: Path) -> list[Path]:
-        """Write ``report.json`` and every figure into ``out_dir``; returns the paths."""
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
+    def save(self, out_dir: Path, *, figures: bool = True) -> SavedFiles:
+        """Write ``report.json``, ``counts.npz`` (the per-sentence outcomes) and, with
+        ``figures``, every figure into ``out_dir``. Returns the paths written; as a path it is
+        ``out_dir``, so ``LayerResult.load(res.save(d))`` round-trips."""
         from .files import atomic_write_json
 
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
         rep = out_dir / "report.json"
         atomic_write_json(rep, self.report)
-        paths = [rep]
-        paths += self.plot_probes(out_dir / "probes.png")
-        paths += self.plot_similarity(out_dir / "similarity.png")
-        paths += self.plot_tradeoff(out_dir / "tradeoff.png")
-        for lang in self.langs:
-            paths += self.plot_cka_heatmap(lang, out_dir / f"cka_en-{lang}.png")
-        if self.report.get("robustness"):
-            paths += self.plot_robustness(out_dir / "robustness.png")
+        paths = SavedFiles(out_dir, [rep])
+        if self.counts:
+            paths.append(save_counts(out_dir / "counts.npz", self.counts))
+        if figures:
+            drawn = [("probes", self.plot_probes), ("similarity", self.plot_similarity),
+                     ("tradeoff", self.plot_tradeoff)]
+            drawn += [(f"cka_en-{lang}", lambda p, lang=lang: self.plot_cka_heatmap(lang, p))
+                      for lang in self.langs]
+            if self.report.get("robustness"):
+                drawn.append(("robustness", self.plot_robustness))
+            for name, plot in drawn:
+                paths += closed(plot(out_dir / f"{name}.png"), out_dir / f"{name}.png")
         return paths
 
     def robustness_table(self):
@@ -423,22 +525,23 @@ class LayerResult:
                     rows.append(row)
         return pd.DataFrame(rows)
 
-    def plot_robustness(self, path: Path | None = None):
-        """Drop of zero-shot UPOS and of retrieval per layer under each perturbation."""
-        import matplotlib.pyplot as plt
+    def plot_robustness(self, path: Path | None = None, *, ax=None):
+        """Drop of zero-shot UPOS and of retrieval per layer under each perturbation; returns
+        the Figure (``ax``: one Axes per panel)."""
+        from .plotting import LAYER_AXIS, palette, show_or_save, subplots
 
-        from .plotting import LAYER_AXIS, finish, palette, setup_style
-
-        setup_style()
-        rob = self.report["robustness"]
+        rob = self.report.get("robustness")
+        if not rob:
+            raise ProbeError("this result has no robustness analysis (run layers(..., perturb=...))")
         perts = list(rob["results"])
         metrics = [m for m in ("upos", "retrieval") if m == "retrieval" or
                    m in next(iter(next(iter(rob["results"].values())).values()))]
-        fig, axes = plt.subplots(1, len(metrics), figsize=(5.4 * len(metrics), 3.9), squeeze=False)
+        owned = ax is None
+        fig, axes = subplots(ax, len(metrics), figsize=(5.4 * len(metrics), 3.9))
         cols = palette(len(perts))
         styles = ["-", "--", ":", "-."]
         L = self.layer_ids
-        for ax, metric in zip(axes[0], metrics):
+        for ax, metric in zip(axes, metrics):
             for (pert, per_lang), c in zip(rob["results"].items(), cols):
                 for k, (lang, r) in enumerate(per_lang.items()):
                     d = np.asarray(r[metric]["drop"] if metric != "retrieval" else r["retrieval_drop"])
@@ -450,21 +553,28 @@ class LayerResult:
             ax.set_ylabel("accuracy drop (clean − perturbed)")
             ax.set_title("zero-shot UPOS probe (trained on clean English)" if metric == "upos"
                          else "PUD retrieval en↔xx (accuracy@1, both directions)")
-        axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        axes[-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
         cap = (f"perturbed PUD {', '.join(self.langs)} (seed {rob['seed']}); English and probe training "
                "data clean; 95% paired sentence-bootstrap bands")
-        return finish(fig, path or Path("robustness.png"), self._meta(cap),
-                      f"Robustness of zero-shot transfer to noisy input, per layer — "
+        return show_or_save(fig, path, self._meta(cap), owned=owned, title=
+                            f"Robustness of zero-shot transfer to noisy input, per layer — "
                       f"{self.report['model']['name']}, PUD")
 
     @classmethod
     def load(cls, path: Path) -> "LayerResult":
-        return cls(json.loads(Path(path).read_text()))
+        """A saved result: ``path`` is the folder :meth:`save` wrote (or its ``report.json``);
+        ``counts.npz`` beside it, if present, restores the per-sentence outcomes."""
+        rep = report_file(path, "report.json")
+        try:
+            report = json.loads(rep.read_text())
+        except ValueError as exc:
+            raise ProbeError(f"{rep}: not a JSON report ({exc})") from None
+        return cls(report, counts=load_counts(rep.with_name("counts.npz")))
 
     @property
     def n_layers(self) -> int:
-        """L, the index of the last layer."""
-        return self.layer_ids[-1]
+        """L, the index of the model's last layer."""
+        return int(self.report["model"].get("n_layers", self.layer_ids[-1]))
 
     @property
     def relative_depth(self) -> list[float]:
@@ -475,6 +585,18 @@ class LayerResult:
 # ----------------------------------------------------------------------------- analysis
 def _probe_vocab(task, train) -> list[str]:
     return UPOS_TAGS if task == "upos" else sorted(set(_universal(train.vocab("deprel"))))
+
+
+def _module_source(name: str) -> Path:
+    """A module of this package as its source file (hashed without importing it: a warm run
+    need not import torch just to check its memoised results)."""
+    return Path(__file__).with_name(f"{name}.py")
+
+
+def _probe_code() -> tuple:
+    """The code a fitted probe and its evaluation depend on (keys of their memoised results)."""
+    return (_fit_probes, _label_ids, _probe_vocab, _universal, _sentence_ids, _split_counts,
+            _module_source("probes"), _module_source("stats"), " ".join(UPOS_TAGS))
 
 
 _PROBE_STATE = ("classes_", "coef_", "intercept_", "mean_", "scale_", "n_iter_", "n_features_in_")
@@ -495,8 +617,11 @@ def _fit_probes(task, train, layer, seed, probe_kw):
     keep = y_train >= 0
     words_train = np.asarray(train.flat_words, dtype=object)[keep]
     control = ControlTask(seed=seed).fit(words_train, y_train[keep])
+    from .cache import code_version
+
     fields = json.dumps({"train": train.meta["key"], "task": task, "layer": layer, "seed": seed,
-                         "probe": probe_kw, "v": 1}, sort_keys=True, default=str)
+                         "probe": probe_kw, "code": code_version(*_probe_code())},
+                        sort_keys=True, default=str)
     folder = cache_dir() / "results" / "probe-fit" / hashlib.sha256(fields.encode()).hexdigest()[:32]
     probes = []
     try:
@@ -587,50 +712,84 @@ def _langid(pud: dict, layer: int, seed: int, n_boot: int, probe_kw, holdout=0.2
     return res
 
 
-def _similarity(pud: dict, tatoeba: dict, targets, L: int, en_key: str = SOURCE_LANG, *,
+def _similarity(pud: dict, tatoeba: dict, targets, layer_ids, en_key: str = SOURCE_LANG, *,
                 jackknife: int = 0, seed: int = 0, full: bool = True):
     """CKA, CKA matrices and retrieval of English vs each target; also per-sentence retrieval
-    counts ``{lang: [L+1, n_sentences, 2]}`` (hits in both directions, out of 2) and, with
-    ``jackknife=g``, delete-a-group CKA replicates ``{lang: [L+1, g]}`` (same groups everywhere).
+    counts ``{lang: [n_layers, n_sentences, 2]}`` (hits in both directions, out of 2) and, with
+    ``jackknife=g``, delete-a-group CKA replicates ``{lang: [n_layers, g]}`` (same groups
+    everywhere); one row per layer of ``layer_ids`` (an int ``L`` means layers ``0..L``).
     ``full=False`` computes only same-layer debiased CKA and plain retrieval (no layer × layer
-    matrix, biased CKA or mean-centred retrieval): what the robustness comparison reads."""
-    from .similarity import cka_jackknife, cka_matrix, linear_cka
+    matrix, biased CKA or mean-centred retrieval): what the robustness comparison reads.
 
+    Each language pair is memoised in the cache like the probes (keyed by both entries, the
+    settings and the source of the code that computes it)."""
+    from .cache import code_version, memoized
+
+    similarity = _module_source("similarity")
+    layer_ids = list(range(layer_ids + 1)) if isinstance(layer_ids, (int, np.integer)) else list(layer_ids)
     en = pud[en_key]
+    pair_code = code_version(_similarity_pair, _aligned_rows, _ret, similarity)
     cka, cka_mat, ret, counts, reps = {}, {}, {}, {}, {}
     for lang in targets:
-        ia, ib = _aligned_rows(en, pud[lang])
-        A = [np.asarray(en.sentence_vectors(l, "mean"), dtype=np.float32)[ia] for l in range(L + 1)]
-        B = [np.asarray(pud[lang].sentence_vectors(l, "mean"), dtype=np.float32)[ib] for l in range(L + 1)]
+        xx = pud[lang]
+        r = memoized("similarity", {"en": en.meta["key"], "xx": xx.meta["key"], "layers": layer_ids,
+                                    "jackknife": jackknife, "seed": seed, "full": full},
+                     lambda: _similarity_pair(en, xx, layer_ids, jackknife=jackknife, seed=seed, full=full),
+                     code=pair_code)
+        cka[lang], ret[lang] = r["cka"], r["retrieval"]
         if full:
-            cka_mat[lang] = cka_matrix(A, B, debiased=True).tolist()
-            cka[lang] = {"debiased": [float(np.asarray(cka_mat[lang])[l, l]) for l in range(L + 1)],
-                         "biased": [linear_cka(A[l], B[l], debiased=False) for l in range(L + 1)]}
-        else:
-            cka[lang] = {"debiased": [linear_cka(A[l], B[l]) for l in range(L + 1)]}
-        cka[lang]["n_sentences"] = int(len(ia))
+            cka_mat[lang] = r["cka_matrix"]
+        counts[lang] = np.asarray(r["counts"], dtype=np.int64)
         if jackknife:
-            reps[lang] = np.stack([cka_jackknife(A[l], B[l], n_groups=jackknife, seed=seed)
-                                   for l in range(L + 1)])
-        ret[lang], layer_counts = {}, []
-        for kind in ("plain", "centered") if full else ("plain",):
-            rows = []
-            for l in range(L + 1):
-                row, hits = _ret(A[l], B[l], kind == "centered")
-                rows.append(row)
-                if kind == "plain":
-                    layer_counts.append(np.stack([hits, np.full(len(hits), 2)], axis=1))
-            ret[lang][kind] = rows
-        counts[lang] = np.stack(layer_counts)
-    tat = {}
-    for lang, (xx, eng) in tatoeba.items():
-        tat[lang] = {}
-        for kind in ("plain", "centered"):
-            tat[lang][kind] = [_ret(np.asarray(eng.sentence_vectors(l, "mean"), dtype=np.float32),
-                                    np.asarray(xx.sentence_vectors(l, "mean"), dtype=np.float32),
-                                    kind == "centered")[0] for l in range(L + 1)]
-        tat[lang]["n_pairs"] = xx.n_sentences
+            reps[lang] = np.asarray(r["jackknife"], dtype=np.float64)
+    tat_code = code_version(_tatoeba_pair, _ret, similarity)
+    tat = {lang: memoized("retrieval-tatoeba", {"xx": xx.meta["key"], "eng": eng.meta["key"], "layers": layer_ids},
+                          lambda: _tatoeba_pair(xx, eng, layer_ids), code=tat_code)
+           for lang, (xx, eng) in tatoeba.items()}
     return cka, cka_mat, {"pud": ret, "tatoeba": tat}, counts, reps
+
+
+def _similarity_pair(en, xx, layer_ids: list[int], *, jackknife: int, seed: int, full: bool) -> dict:
+    """:func:`_similarity` for one pair of PUD entries, JSON-ready (rows: ``layer_ids``)."""
+    from .similarity import cka_jackknife, cka_matrix, linear_cka
+
+    ia, ib = _aligned_rows(en, xx)
+    A = [np.asarray(en.sentence_vectors(l, "mean"), dtype=np.float32)[ia] for l in layer_ids]
+    B = [np.asarray(xx.sentence_vectors(l, "mean"), dtype=np.float32)[ib] for l in layer_ids]
+    n = len(layer_ids)
+    out: dict = {}
+    if full:
+        out["cka_matrix"] = np.asarray(cka_matrix(A, B, debiased=True)).tolist()
+        out["cka"] = {"debiased": [float(out["cka_matrix"][l][l]) for l in range(n)],
+                      "biased": [float(linear_cka(A[l], B[l], debiased=False)) for l in range(n)]}
+    else:
+        out["cka"] = {"debiased": [float(linear_cka(A[l], B[l])) for l in range(n)]}
+    out["cka"]["n_sentences"] = int(len(ia))
+    if jackknife:
+        out["jackknife"] = np.stack([cka_jackknife(A[l], B[l], n_groups=jackknife, seed=seed)
+                                     for l in range(n)]).tolist()
+    out["retrieval"], layer_counts = {}, []
+    for kind in ("plain", "centered") if full else ("plain",):
+        rows = []
+        for l in range(n):
+            row, hits = _ret(A[l], B[l], kind == "centered")
+            rows.append(row)
+            if kind == "plain":
+                layer_counts.append(np.stack([hits, np.full(len(hits), 2)], axis=1))
+        out["retrieval"][kind] = rows
+    out["counts"] = np.stack(layer_counts).tolist()
+    return out
+
+
+def _tatoeba_pair(xx, eng, layer_ids: list[int]) -> dict:
+    """Tatoeba retrieval (plain and mean-centred) of one language's pairs at every layer."""
+    out = {}
+    for kind in ("plain", "centered"):
+        out[kind] = [_ret(np.asarray(eng.sentence_vectors(l, "mean"), dtype=np.float32),
+                          np.asarray(xx.sentence_vectors(l, "mean"), dtype=np.float32),
+                          kind == "centered")[0] for l in layer_ids]
+    out["n_pairs"] = xx.n_sentences
+    return out
 
 
 def _ret(A, B, center):
@@ -655,25 +814,40 @@ def _count_difference(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int):
     return paired_difference_counts(a[:, 0], b[:, 0], a[:, 1], n_boot=n_boot, seed=seed)
 
 
-def _ties_with_peak(values, difference) -> dict:
-    """Peak of ``values`` and the layers whose ``difference(peak, layer)`` interval holds 0."""
+def _ties_with_peak(values, difference, layer_ids=None) -> dict:
+    """Peak of ``values`` and the layers whose ``difference(peak, layer)`` interval holds 0
+    (``layer_ids``: the layer of each row, default ``0..n-1``)."""
     values = np.asarray(values, dtype=np.float64)
+    ids = list(range(len(values))) if layer_ids is None else [int(l) for l in layer_ids]
     peak = int(np.argmax(values))
     tied, diffs = [], []
     for l in range(len(values)):
         if l == peak:
-            tied.append(l)
+            tied.append(ids[l])
             diffs.append([0.0, 0.0, 0.0])
             continue
         d = difference(peak, l)
         diffs.append(_row(d))
         if d.within_noise:
-            tied.append(l)
-    return {"peak_layer": peak, "peak_value": float(values[peak]), "within_noise_of_peak": tied,
+            tied.append(ids[l])
+    return {"peak_layer": ids[peak], "peak_value": float(values[peak]), "within_noise_of_peak": tied,
             "difference_to_peak": diffs}
 
 
-def noise_summary(counts: np.ndarray, *, n_boot: int = 1000, seed: int = 0) -> dict:
+def _memo_noise(counts: np.ndarray, n_boot: int, seed: int, layer_ids) -> dict:
+    """:func:`noise_summary`, memoised under a digest of the counts themselves (a warm run
+    repeats no bootstrap)."""
+    from .cache import code_version, memoized
+
+    counts = np.ascontiguousarray(counts, dtype=np.int64)
+    digest = hashlib.sha256(str(counts.shape).encode() + counts.tobytes()).hexdigest()
+    return memoized("noise", {"counts": digest, "n_boot": n_boot, "seed": seed, "layers": list(layer_ids)},
+                    lambda: noise_summary(counts, n_boot=n_boot, seed=seed, layer_ids=layer_ids),
+                    code=code_version(noise_summary, _ties_with_peak, _count_difference, _row,
+                                      _module_source("stats")))
+
+
+def noise_summary(counts: np.ndarray, *, n_boot: int = 1000, seed: int = 0, layer_ids=None) -> dict:
     """Which layers are indistinguishable from the best one, by paired sentence bootstrap.
 
     ``counts: [n_layers, n_sentences, 2]`` per-sentence (correct, total) of one curve, the
@@ -686,14 +860,15 @@ def noise_summary(counts: np.ndarray, *, n_boot: int = 1000, seed: int = 0) -> d
     """
     counts = np.asarray(counts, dtype=np.float64)
     values = counts[:, :, 0].sum(1) / counts[:, :, 1].sum(1)
-    return _ties_with_peak(values, lambda p, l: _count_difference(counts[p], counts[l], n_boot, seed))
+    return _ties_with_peak(values, lambda p, l: _count_difference(counts[p], counts[l], n_boot, seed),
+                           layer_ids)
 
 
 #: delete-a-group jackknife groups for CKA intervals
 CKA_GROUPS = 20
 
 
-def jackknife_noise_summary(values, replicates) -> dict:
+def jackknife_noise_summary(values, replicates, *, layer_ids=None) -> dict:
     """Like :func:`noise_summary` for a statistic with jackknife replicates (CKA).
 
     ``values: [n_layers]`` full-sample values; ``replicates: [n_layers, n_groups]`` the
@@ -704,10 +879,11 @@ def jackknife_noise_summary(values, replicates) -> dict:
 
     values = np.asarray(values, dtype=np.float64)
     reps = np.asarray(replicates, dtype=np.float64)
-    return _ties_with_peak(values, lambda p, l: jackknife_difference(values[p], values[l], reps[p], reps[l]))
+    return _ties_with_peak(values, lambda p, l: jackknife_difference(values[p], values[l], reps[p], reps[l]),
+                           layer_ids)
 
 
-def _layer_ranges(layers_: list[int]) -> str:
+def layer_ranges(layers_: list[int]) -> str:
     """``[3, 4, 5, 8]`` -> ``"3-5, 8"``."""
     out, run = [], []
     for l in sorted(layers_):
@@ -722,6 +898,9 @@ def _layer_ranges(layers_: list[int]) -> str:
     return ", ".join(out)
 
 
+_layer_ranges = layer_ranges
+
+
 def _perturbed_entries(spec, targets, perturbations, pooling, pud, progress, device, log):
     """``{(str(p), lang): (entry, changed_fraction)}`` for perturbed target PUD text.
 
@@ -731,6 +910,8 @@ def _perturbed_entries(spec, targets, perturbations, pooling, pud, progress, dev
     from .perturb import changed_fraction, perturb_corpus
 
     out, loaded = {}, {}
+    if not perturbations:  # nothing to perturb: do not parse the clean text again
+        return out
     for lang in targets:
         clean = load_corpus("pud", lang, "test", progress=progress)
         for p in perturbations:
@@ -747,8 +928,13 @@ def _perturbed_entries(spec, targets, perturbations, pooling, pud, progress, dev
 def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str] = TASKS, *,
            pooling: str = "first", seed: int = 0, n_boot: int = 1000, tatoeba: bool = True,
            train: tuple[str, str] = ("ud", "dev+test"), C: float = 1.0, max_iter: int = 30,
-           perturb=None, progress: bool = True, device: str | None = None, log=None) -> LayerResult:
+           perturb=None, layers=None, progress: bool = True, device: str | None = None,
+           log=None) -> LayerResult:
     """Run the per-layer analysis for English → each of ``langs``.
+
+    ``tasks``: probe tasks, ``pos`` (or ``upos``: the UD tag set, recorded as ``upos``),
+    ``deprel``, ``langid``. ``layers``: the layers to analyse, e.g. ``[0, 6, 12]``, ``"0,6,-1"``
+    (negative counts from the end) or ``None``/``"all"`` (every layer, 0 = embeddings).
 
     Missing cache entries are extracted first (the model is loaded only then).
     Probes run ``max_iter`` L-BFGS iterations (default 30: on e5-small UPOS probes the
@@ -775,11 +961,8 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
 
     t0 = time.time()
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    tasks = [t.strip() for t in (tasks.split(",") if isinstance(tasks, str) else tasks) if t.strip()]
-    bad = [t for t in tasks if t not in TASKS]
-    if bad:
-        raise ProbeError(f"unknown task(s) {', '.join(bad)}; choose from {', '.join(TASKS)}")
-    targets = _check_targets(langs)
+    tasks = _parse_tasks(tasks)
+    targets = check_targets(langs)
     perturbations = parse_perturbations(perturb, seed=seed) if perturb else []
     spec = resolve_encoder(model) if isinstance(model, str) else model
     wanted = [(train[0], SOURCE_LANG, train[1], pooling)]
@@ -797,6 +980,8 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
     perturbed = _perturbed_entries(spec, targets, perturbations, pooling, pud, progress, device, log)
     t_extract = time.time() - t0
     L = train_entry.last_layer
+    layer_ids = select_layers(layers, L)
+    n = len(layer_ids)
     probe_kw = {"C": C, "max_iter": max_iter}
 
     # evaluation sets: name -> entry ("de", "control_en", or "de~typo:0.1")
@@ -809,11 +994,14 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
     langid_rows = []
     from tqdm.auto import tqdm
 
-    from .cache import memoized
+    from .cache import code_version, memoized
 
     base = {"train": train_entry.meta["key"], "seed": seed, "n_boot": n_boot, "probe": probe_kw}
+    # memoised results are keyed on the source of the code computing them (never stale)
+    eval_code = code_version(_probe_eval, *_probe_code())
+    langid_code = code_version(_langid, _sentence_ids, *_probe_code())
     pud_keys = {k: v.meta["key"] for k, v in pud.items()}
-    for layer in tqdm(range(L + 1), desc="probing layers", unit="layer", disable=not progress,
+    for layer in tqdm(layer_ids, desc="probing layers", unit="layer", disable=not progress,
                       file=sys.stderr):
         for task in probe_tasks:
             fitted = []  # fitted lazily: only when some evaluation is not memoised
@@ -827,19 +1015,21 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
             for name, entry, is_control in jobs:
                 res = memoized("probe-eval", {**base, "task": task, "layer": layer,
                                               "eval": entry.meta["key"], "control": is_control},
-                               lambda: _probe_eval(get_fit(), task, entry, layer, seed, n_boot, is_control))
+                               lambda: _probe_eval(get_fit(), task, entry, layer, seed, n_boot, is_control),
+                               code=eval_code)
                 res, c = _split_counts(res)
                 counts[task][name].append(c)
                 (pert_probes[task] if "~" in name else probes[task])[name].append(res)
         if "langid" in tasks:
             langid_rows.append(memoized("langid", {**base, "pud": pud_keys, "layer": layer},
-                                        lambda: _langid(pud, layer, seed, n_boot, probe_kw)))
+                                        lambda: _langid(pud, layer, seed, n_boot, probe_kw),
+                                        code=langid_code))
     for task in probes:
         probes[task]["selectivity_en"] = [a["accuracy"] - c["accuracy"] for a, c in
                                           zip(probes[task][SOURCE_LANG], probes[task]["control_en"])]
     counts = {t: {name: np.stack(v) for name, v in per.items()} for t, per in counts.items()}
     t_probe = time.time() - t0 - t_extract
-    cka, cka_mat, retrieval, ret_counts, cka_reps = _similarity(pud, tat, targets, L, jackknife=CKA_GROUPS,
+    cka, cka_mat, retrieval, ret_counts, cka_reps = _similarity(pud, tat, targets, layer_ids, jackknife=CKA_GROUPS,
                                                                 seed=seed)
 
     # -- noise: which layers are indistinguishable from each curve's best layer
@@ -849,11 +1039,12 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
     for task in probe_tasks:
         for name in [*pud]:
             noise["curves"][f"{task} {name}" + ("" if name == SOURCE_LANG else " (zero-shot)")] = \
-                noise_summary(counts[task][name], n_boot=n_boot, seed=seed)
+                _memo_noise(counts[task][name], n_boot, seed, layer_ids)
     for lang in targets:
-        noise["curves"][f"retrieval en-{lang}"] = noise_summary(ret_counts[lang], n_boot=n_boot, seed=seed)
+        noise["curves"][f"retrieval en-{lang}"] = _memo_noise(ret_counts[lang], n_boot, seed, layer_ids)
     for lang in targets:
-        noise["curves"][f"cka en-{lang}"] = jackknife_noise_summary(cka[lang]["debiased"], cka_reps[lang])
+        noise["curves"][f"cka en-{lang}"] = jackknife_noise_summary(cka[lang]["debiased"], cka_reps[lang],
+                                                                    layer_ids=layer_ids)
     noise["cka_method"] = (f"CKA: delete-a-group jackknife over sentences ({CKA_GROUPS} seeded groups, the "
                            "same for every layer), 95% normal interval of value(peak) - value(layer); a "
                            "bootstrap would duplicate rows, which the debiased estimator does not allow")
@@ -875,18 +1066,18 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
                 for task in probe_tasks:
                     acc = [r["accuracy"] for r in pert_probes[task][name]]
                     drops = [_row(_count_difference(counts[task][lang][l], counts[task][name][l], n_boot, seed))
-                             for l in range(L + 1)]
+                             for l in range(n)]
                     row[task] = {"accuracy": acc, "drop": drops}
                 p_cka, _m, p_ret, p_counts, p_reps = _similarity(
-                    {SOURCE_LANG: pud[SOURCE_LANG], lang: entry}, {}, [lang], L, jackknife=CKA_GROUPS,
+                    {SOURCE_LANG: pud[SOURCE_LANG], lang: entry}, {}, [lang], layer_ids, jackknife=CKA_GROUPS,
                     seed=seed, full=False)
                 row["cka"] = p_cka[lang]["debiased"]
                 row["cka_drop"] = [_row(jackknife_difference(cka[lang]["debiased"][l], row["cka"][l],
                                                              cka_reps[lang][l], p_reps[lang][l]))
-                                   for l in range(L + 1)]
+                                   for l in range(n)]
                 row["retrieval"] = [(x["en2xx"] + x["xx2en"]) / 2 for x in p_ret["pud"][lang]["plain"]]
                 row["retrieval_drop"] = [_row(_count_difference(ret_counts[lang][l], p_counts[lang][l], n_boot, seed))
-                                         for l in range(L + 1)]
+                                         for l in range(n)]
                 per_lang[lang] = row
             robustness["results"][str(p)] = per_lang
 
@@ -894,7 +1085,7 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
         "question": "which layers carry structure (probes) and which carry cross-lingual information "
                     "(CKA, retrieval)",
         "layer_indexing": "0 = embedding output, L = last transformer layer",
-        "layers": list(range(L + 1)),
+        "layers": layer_ids,
         "model": {"name": spec.name, "fingerprint": spec.fingerprint, "source": spec.source,
                   "note": getattr(spec, "note", ""), "n_layers": L, "hidden": train_entry.hidden},
         "config": {"langs": targets, "source_lang": SOURCE_LANG, "tasks": tasks, "pooling": pooling,

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+from .files import atomic_open
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from .files import atomic_open  # noqa: E402
+# No ``matplotlib.use`` here: a library must not switch a live Jupyter kernel off its inline
+# backend. The CLI alone picks a non-interactive backend (``probe.cli.main``).
 
 LAYER_AXIS = "layer (0 = embeddings, L = last)"
 
 
 def setup_style() -> None:
+    import matplotlib.pyplot as plt
     import seaborn as sns
 
     sns.set_theme(context="paper", style="whitegrid", palette="colorblind", font_scale=1.1)
@@ -50,19 +49,96 @@ def provenance(meta: dict) -> str:
     return " | ".join(parts)
 
 
-def finish(fig, path: Path, meta: dict, title: str) -> list[Path]:
-    """Title + provenance caption, then save ``path`` (.png) and its .pdf twin."""
+def _figure_class():
+    """A Figure that Jupyter shows once. ``res.plot_tradeoff()`` ending a cell returns the
+    figure, which IPython displays, *and* leaves it open in pyplot, which the inline backend
+    draws again at the end of the cell; displayed once, the figure leaves pyplot instead."""
+    from matplotlib.figure import Figure
+
+    class ProbeFigure(Figure):
+        def _ipython_display_(self):
+            import io
+
+            import matplotlib.pyplot as plt
+            from IPython.display import display
+
+            buf = io.BytesIO()
+            self.savefig(buf, format="png")
+            display({"image/png": buf.getvalue(), "text/plain": repr(self)}, raw=True)
+            manager = getattr(self.canvas, "manager", None)
+            if manager is not None and plt.fignum_exists(manager.num):
+                plt.close(self)  # shown: the backend's end-of-cell drawing would repeat it
+
+    return ProbeFigure
+
+
+def subplots(ax, n: int = 1, figsize=(6.4, 4.8)):
+    """``(figure, [axes])`` for a plot of ``n`` panels, like scikit-learn's Display ``plot(ax=)``.
+
+    ``ax=None`` creates a figure (through pyplot, so Jupyter shows it inline and ``plt.show()``
+    works in a script); otherwise ``ax`` is one Axes (``n == 1``) or a sequence of ``n`` Axes,
+    all drawn into their own figure.
+    """
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        setup_style()
+        fig, axes = plt.subplots(1, n, figsize=figsize, squeeze=False, FigureClass=_figure_class())
+        return fig, list(axes[0])
+    import numpy as np
+
+    axes = list(np.ravel(np.asarray(ax, dtype=object)))
+    if len(axes) != n:
+        from .errors import ParameterError
+
+        raise ParameterError(f"this plot draws {n} panel(s): pass ax= as {'one Axes' if n == 1 else f'{n} Axes'}, "
+                             f"not {len(axes)}")
+    return axes[0].figure, axes
+
+
+def saved_paths(path) -> list[Path]:
+    """The files :func:`save_figure` writes for ``path``: its ``.png`` and ``.pdf``."""
+    path = Path(path)
+    return [path.with_suffix(".png"), path.with_suffix(".pdf")]
+
+
+def save_figure(fig, path, meta: dict | None = None, title: str = "") -> list[Path]:
+    """Save ``fig`` as ``path`` (.png) and its .pdf twin, atomically, with the provenance in the
+    file metadata; returns the paths. The figure stays open (the caller owns it)."""
+    caption = provenance(meta or {})
+    out = []
+    for p in saved_paths(path):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        md = {"Title": title, "Description" if p.suffix == ".png" else "Subject": caption}
+        with atomic_open(p) as f:
+            fig.savefig(f, format=p.suffix[1:], metadata=md)
+        out.append(p)
+    return out
+
+
+def decorate(fig, meta: dict, title: str) -> None:
+    """Title and provenance caption on a figure the toolkit created."""
     fig.suptitle(title)
     fig.text(0.5, -0.01, provenance(meta), ha="center", va="top", fontsize=7.5, color="0.35")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    caption = provenance(meta)
-    out = []
-    for suffix in (".png", ".pdf"):
-        p = path.with_suffix(suffix)
-        md = {"Title": title, "Description" if suffix == ".png" else "Subject": caption}
-        with atomic_open(p) as f:
-            fig.savefig(f, format=suffix[1:], metadata=md)
-        out.append(p)
-    plt.close(fig)
-    return out
+
+
+def show_or_save(fig, path, meta: dict, title: str, *, owned: bool = True):
+    """The end of every ``plot_*``: caption the figure (when the plot created it), save it only
+    when ``path`` is given, and return the Figure (shown inline by Jupyter, never closed here)."""
+    if owned:
+        decorate(fig, meta, title)
+    if path is not None:
+        save_figure(fig, path, meta, title)
+    return fig
+
+
+def finish(fig, path: Path, meta: dict, title: str) -> list[Path]:
+    """Title + provenance caption, save ``path`` (.png) and its .pdf twin, close the figure;
+    returns the paths (for scripts that only write files, such as the analyses)."""
+    import matplotlib.pyplot as plt
+
+    decorate(fig, meta, title)
+    try:
+        return save_figure(fig, path, meta, title)
+    finally:
+        plt.close(fig)

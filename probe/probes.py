@@ -22,8 +22,10 @@ import torch
 import torch.nn.functional as F
 
 from . import stats
-from .errors import ProbeError
-from .similarity import _as_2d
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from .errors import ParameterError, ProbeError
+from .similarity import as_2d
 from .threads import torch_threads
 
 __all__ = ["LinearProbe", "ControlTask", "control_labels", "evaluate"]
@@ -40,7 +42,7 @@ def _as_labels(y, n: int | None = None, name: str = "y") -> np.ndarray:
     return y
 
 
-class LinearProbe:
+class LinearProbe(ClassifierMixin, BaseEstimator):
     """Multinomial logistic-regression probe, fitted with torch L-BFGS (CPU, float32).
 
     Objective (``penalty_space="raw"``, the default) is sklearn's
@@ -129,6 +131,30 @@ class LinearProbe:
     def _threads(self):
         return torch_threads(self.n_threads)
 
+    def _check_params(self) -> None:
+        """Bad parameters raise :class:`ParameterError` (a ``ValueError``) before any work."""
+        def number(name, value, integer=False):
+            ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+            if not ok or (integer and float(value) != int(value)):
+                raise ParameterError(f"{name} must be {'an integer' if integer else 'a number'}, "
+                                     f"got {value!r}")
+
+        number("C", self.C)
+        if not self.C > 0:
+            raise ParameterError(f"C must be > 0, got {self.C}")
+        number("max_iter", self.max_iter, integer=True)
+        if int(self.max_iter) < 1:
+            raise ParameterError(f"max_iter must be >= 1, got {self.max_iter}")
+        number("tol", self.tol)
+        if not self.tol >= 0:
+            raise ParameterError(f"tol must be >= 0, got {self.tol}")
+        if self.penalty_space not in ("raw", "standardized"):
+            raise ParameterError(f"penalty_space must be 'raw' or 'standardized', got {self.penalty_space!r}")
+        if self.n_threads is not None:
+            number("n_threads", self.n_threads, integer=True)
+            if int(self.n_threads) < 1:
+                raise ParameterError(f"n_threads must be >= 1 or None, got {self.n_threads}")
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "coef_"):
             raise ProbeError("LinearProbe is not fitted yet: call fit(X, y) first")
@@ -149,14 +175,9 @@ class LinearProbe:
         one standardised float32 copy ``[n, d]`` (``4 n d`` bytes, e.g. 307 MB for
         100k x 768) that the full-batch L-BFGS works on; ``X`` itself is not modified.
         """
-        X = _as_2d(X)
+        X = as_2d(X)
         y = _as_labels(y, len(X))
-        if not self.C > 0:
-            raise ProbeError(f"C must be > 0, got {self.C}")
-        if self.penalty_space not in ("raw", "standardized"):
-            raise ProbeError(f"penalty_space must be 'raw' or 'standardized', got {self.penalty_space!r}")
-        if int(self.max_iter) < 1:
-            raise ProbeError(f"max_iter must be >= 1, got {self.max_iter}")
+        self._check_params()
         classes, codes = np.unique(y, return_inverse=True)
         if len(classes) < 2:
             raise ProbeError(f"a probe needs at least 2 classes in the training labels, got {len(classes)}")
@@ -233,7 +254,7 @@ class LinearProbe:
     def decision_function(self, X) -> np.ndarray:
         """Logits ``[n, n_classes]`` (float32), computed in chunks."""
         self._check_fitted()
-        X = _as_2d(X)
+        X = as_2d(X)
         if X.shape[1] != self.n_features_in_:
             raise ProbeError(f"X has {X.shape[1]} features, the probe was fitted on {self.n_features_in_}")
         mean32 = torch.from_numpy(self.mean_.astype(np.float32))
@@ -263,19 +284,12 @@ class LinearProbe:
         y = _as_labels(y, len(X))
         return float(np.mean(self.predict(X) == y)) if len(y) else float("nan")
 
-    def get_params(self, deep: bool = True) -> dict:
-        return {k: getattr(self, k) for k in ("C", "max_iter", "tol", "seed", "n_threads", "penalty_space")}
-
     def set_params(self, **params) -> "LinearProbe":
-        for k, v in params.items():
-            if k not in self.get_params():
-                raise ProbeError(f"unknown LinearProbe parameter {k!r}")
-            setattr(self, k, v)
-        return self
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"LinearProbe({args})"
+        """scikit-learn's ``set_params``; an unknown name raises :class:`ParameterError`."""
+        try:
+            return super().set_params(**params)
+        except ValueError as exc:
+            raise ParameterError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------- control task

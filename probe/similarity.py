@@ -67,7 +67,7 @@ __all__ = [
 # --------------------------------------------------------------------------- helpers
 
 
-def _as_2d(X, name: str = "X") -> np.ndarray:
+def as_2d(X, name: str = "X") -> np.ndarray:
     """``X`` as a 2-D numeric array without copying memmaps (no dtype conversion)."""
     if not isinstance(X, np.ndarray):
         X = np.asarray(X)
@@ -225,8 +225,8 @@ class FeatureCKA:
 
     def update(self, X_chunk, Y_chunk) -> "FeatureCKA":
         """Accumulate aligned chunks ``X_chunk: [m, d1]`` and ``Y_chunk: [m, d2]``."""
-        X_chunk = _as_2d(X_chunk, "X")
-        Y_chunk = _as_2d(Y_chunk, "Y")
+        X_chunk = as_2d(X_chunk, "X")
+        Y_chunk = as_2d(Y_chunk, "Y")
         if len(X_chunk) != len(Y_chunk):
             raise ProbeError(f"X and Y chunks must have the same number of rows, got {len(X_chunk)} and {len(Y_chunk)}")
         if self._sx is None:
@@ -265,8 +265,8 @@ def linear_cka(X, Y, *, debiased: bool = True, chunk_size: int = 8192) -> float:
     >>> round(linear_cka(X, Y, debiased=False), 5), round(linear_cka(X, Y), 5)
     (0.55761, 0.51346)
     """
-    X = _as_2d(X, "X")
-    Y = _as_2d(Y, "Y")
+    X = as_2d(X, "X")
+    Y = as_2d(Y, "Y")
     if len(X) != len(Y):
         raise ProbeError(f"X and Y must have the same number of rows, got {len(X)} and {len(Y)}")
     _check_n(len(X), debiased)
@@ -303,11 +303,11 @@ def cka_matrix(
     >>> M.shape, bool(np.allclose(np.diag(M), 1.0)), bool((M == M.T).all())
     ((3, 3), True, True)
     """
-    layers_a = [_as_2d(X, f"layers_a[{i}]") for i, X in enumerate(layers_a)]
+    layers_a = [as_2d(X, f"layers_a[{i}]") for i, X in enumerate(layers_a)]
     symmetric = layers_b is None or (
         len(layers_b) == len(layers_a) and all(p is q for p, q in zip(layers_a, layers_b))
     )
-    layers_b = layers_a if symmetric else [_as_2d(Y, f"layers_b[{j}]") for j, Y in enumerate(layers_b)]
+    layers_b = layers_a if symmetric else [as_2d(Y, f"layers_b[{j}]") for j, Y in enumerate(layers_b)]
     if not layers_a or not layers_b:
         raise ProbeError("cka_matrix needs at least one layer on each side")
     n = len(layers_a[0])
@@ -433,8 +433,8 @@ def retrieval_hits(A, B, *, center: bool = False, chunk_size: int = 1024) -> dic
     Row ``i`` of ``a2b`` says whether ``A[i]`` retrieved ``B[i]``; these per-sentence hits
     are what paired bootstraps (two layers, two models, clean vs perturbed) resample.
     """
-    A = _as_2d(A, "A")
-    B = _as_2d(B, "B")
+    A = as_2d(A, "A")
+    B = as_2d(B, "B")
     if A.shape != B.shape:
         raise ProbeError(f"A and B must have the same shape, got {A.shape} and {B.shape}")
     if len(A) == 0:
@@ -492,8 +492,8 @@ def cka_jackknife(A, B, *, n_groups: int = 20, seed: int = 0, debiased: bool = T
     >>> r.shape, bool(np.allclose(r, 1.0))
     ((20,), True)
     """
-    A = _as_2d(A, "A")
-    B = _as_2d(B, "B")
+    A = as_2d(A, "A")
+    B = as_2d(B, "B")
     n = len(A)
     if len(B) != n:
         raise ProbeError(f"A and B need the same number of rows, got {n} and {len(B)}")

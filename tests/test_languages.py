@@ -7,7 +7,8 @@ import re
 import pytest
 
 from probe.errors import ProbeError
-from probe.languages import LANGUAGES, Language, all_languages, get_language, languages_with, parse_langs
+from probe.data import languages_with
+from probe.languages import LANGUAGES, Language, all_languages, get_language, parse_langs
 
 PUD_UPSTREAM = {
     "Arabic", "Chinese", "Czech", "English", "Finnish", "French", "Galician", "German", "Hindi",

@@ -131,9 +131,11 @@ def test_layers_robustness_with_a_tiny_model(mirror, tmp_path):
     again = layers("de,zh", model=spec, tasks="upos", train=("ud", "dev"), tatoeba=False, n_boot=100,
                    perturb="typo:0.2,lowercase", progress=False)
     assert again.report["robustness"]["results"] == rob["results"]
-    loaded = LayerResult.load(tmp_path / "out" / "report.json")
+    loaded = LayerResult.load(tmp_path / "out" / "report.json")  # counts.npz restored beside it
+    assert loaded.difference("upos de", 0, 1) == res.difference("upos de", 0, 1)
+    (tmp_path / "out" / "counts.npz").unlink()
     with pytest.raises(ProbeError, match="per-sentence"):
-        loaded.difference("upos de", 0, 1)
+        LayerResult.load(tmp_path / "out").difference("upos de", 0, 1)
 
 
 def test_cli_rejects_a_bad_perturbation_before_any_work(capsys):

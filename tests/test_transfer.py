@@ -188,6 +188,7 @@ def e5(mirror):
     return spec, spec.load()  # loaded once for the module
 
 
+@pytest.mark.slow  # loads (or converts) the real encoder
 def test_pair_task_corpus_extracts_with_segments(e5):
     from probe.data import load_corpus
 
@@ -209,6 +210,7 @@ SWEEP = {"layers": [0, 6], "seeds": 2, "max_examples": 80, "max_dev": 30, "max_t
          "epochs": 2, "n_boot": 200}
 
 
+@pytest.mark.slow  # loads (or converts) the real encoder
 def test_reduced_pos_sweep_with_the_real_model(e5, tmp_path, capsys):
     from probe.transfer import fuse
 

@@ -30,6 +30,7 @@ __all__ = [
     "get_corpus",
     "list_corpora",
     "load_corpus",
+    "languages_with",
     "CORPORA",
     "data_error",
 ]
@@ -209,6 +210,12 @@ def get_corpus(name: str) -> CorpusDef:
     if corpus is None:
         raise ProbeError(f"unknown corpus {name!r}; registered: {', '.join(list_corpora())}")
     return corpus
+
+
+def languages_with(corpus_name: str) -> list[Language]:
+    """The languages the registered corpus ``corpus_name`` has (formerly in
+    :mod:`probe.languages`, which the corpus registry imports)."""
+    return list(get_corpus(corpus_name).languages())
 
 
 def load_corpus(name: str, lang: str | Language, split: str, **kwargs) -> Corpus:

@@ -1,0 +1,78 @@
+"""Memoised results are keyed on the code that computed them: an edit never reuses old numbers."""
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from probe import cache
+from probe.cache import code_version, memoized
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def test_code_version_follows_the_source(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mod_file = tmp_path / "memo_subject.py"
+    mod_file.write_text("def score(x):\n    return x + 1\n")
+    mod = importlib.import_module("memo_subject")
+    calls = []
+
+    def run():
+        return memoized("test-subject", {"x": 1}, lambda: calls.append(1) or mod.score(1), code=(mod.score,))
+
+    assert run() == 2 and run() == 2 and len(calls) == 1  # the second call is memoised
+    v1 = code_version(mod.score)
+    mod_file.write_text("def score(x):\n    return x + 2\n")  # the body edited
+    mod = importlib.reload(mod)
+    assert code_version(mod.score) != v1
+    assert run() == 3 and len(calls) == 2
+    assert code_version(mod.score) == code_version(mod.score)
+    assert code_version("a") != code_version("b") and code_version(mod) != code_version()
+
+
+@pytest.mark.parametrize("edit", ["probe_eval"])
+def test_editing_the_probe_evaluation_function_invalidates_its_memoised_results(mirror, tmp_path,
+                                                                               monkeypatch, edit):
+    from tiny import tiny_spec
+
+    from probe import layerwise
+
+    spec = tiny_spec(max_positions=512, layers=2, hidden=16, seed=11, name="tiny-results")
+
+    def run():
+        return layerwise.layers("de", model=spec, tasks="upos,langid", train=("ud", "dev"), tatoeba=False,
+                                n_boot=50, progress=False)
+
+    computed = []
+    original = cache.memoized
+
+    def spy(kind, fields, compute, **kw):
+        return original(kind, fields, lambda: computed.append(kind) or compute(), **kw)
+
+    def same(a, b):  # a fresh result holds tuples where a memoised one holds lists
+        return json.loads(json.dumps(a)) == json.loads(json.dumps(b))
+
+    first = run()  # memoises everything (or reuses what another test memoised)
+    monkeypatch.setattr(cache, "memoized", spy)
+    again = run()
+    assert computed == [] and same(again.report["probes"], first.report["probes"])
+    assert same(again.report["cka"], first.report["cka"]) and same(again.report["retrieval"], first.report["retrieval"])
+
+    # The same function with one more statement in its body, from a real source file.
+    source = inspect.getsource(layerwise._probe_eval).replace("from .probes import", "from probe.probes import")
+    body_start = source.index("    vocab, probe, ctrl, ctrl_probe = fitted")
+    edited = source[:body_start] + "    assert fitted is not None\n" + source[body_start:]
+    (tmp_path / "edited_eval.py").write_text("import numpy as np\n"
+                                             "from probe.layerwise import _label_ids, _sentence_ids\n\n"
+                                             + edited)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(layerwise, "_probe_eval", importlib.import_module("edited_eval")._probe_eval)
+    edited_run = run()
+    # 3 layers x (English, German, English control) evaluations recomputed; nothing else
+    assert sorted(set(computed)) == ["probe-eval"] and len(computed) == 9
+    assert same(edited_run.report["probes"], first.report["probes"])  # a no-op edit: same numbers
