@@ -42,12 +42,13 @@ def cmd_extract(args) -> int:
     for data in loaded:
         from .cache import open_entry
         from .extraction import cache_key
-        hit = open_entry(cache_key(spec, data, args.pooling))
+        device = None if args.device == "auto" else args.device
+        hit = open_entry(cache_key(spec, data, args.pooling, device=device, dtype=args.dtype))
         if hit is None and encoder is None:
             encoder = spec.load()
         entry = hit or extract_corpus(spec, data, pooling=args.pooling, batch_tokens=args.batch_tokens,
                                       device=args.device, progress=not args.quiet, encoder=encoder,
-                                      workers=args.workers)
+                                      workers=args.workers, dtype=args.dtype)
         state = "cached" if hit else "built"
         print(f"{state:6s} {entry.path}  [{entry.n_layers} layers x {entry.n_words} words x "
               f"{entry.hidden}] {entry.n_sentences} sentences")
@@ -64,12 +65,15 @@ def cmd_cache(args) -> int:
         if not entries:
             print("no cache entries" + (" match" if _has_filter(args) else ""))
             return 0
-        print(f"{'model':20s} {'corpus':8s} {'lang':5s} {'split':9s} {'pool':5s} {'layers':>6s} "
+        from .extraction import entry_precision
+
+        print(f"{'model':20s} {'corpus':8s} {'lang':5s} {'split':9s} {'pool':5s} {'dtype':14s} {'layers':>6s} "
               f"{'words':>8s} {'sents':>6s} {'size':>10s}  path")
         for e in entries:
             c = e.meta["corpus"]
             print(f"{e.model[:20]:20s} {c['name']:8s} {c['lang']:5s} {c['split']:9s} {e.meta['pooling']:5s} "
-                  f"{e.n_layers:6d} {e.n_words:8d} {e.n_sentences:6d} {human_bytes(e.disk_bytes):>10s}  {e.path}")
+                  f"{entry_precision(e.meta):14s} {e.n_layers:6d} {e.n_words:8d} {e.n_sentences:6d} "
+                  f"{human_bytes(e.disk_bytes):>10s}  {e.path}")
         return 0
     if args.cache_cmd == "verify":
         bad = 0
@@ -208,7 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--workers", type=int, default=None,
                     help="batches run at once on CPU, each with an equal share of torch's threads "
                          "(default: 2 when torch has >= 2 threads; accelerators: 1)")
-    ex.add_argument("--device", default="auto", help="cuda, mps, cpu or auto (default: auto)")
+    ex.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default: auto)")
+    ex.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                    help="precision of the forward pass; bfloat16/float16 run under autocast; part of "
+                         "the cache key (default: float32 on every device)")
     ex.add_argument("--quiet", action="store_true", help="no progress bar")
 
     ca = sub.add_parser("cache", help="list, verify or remove cache entries",

@@ -503,6 +503,16 @@ def extractor_tag(device: str = "cpu", dtype: str = DEFAULT_DTYPE, segments: boo
     return tag
 
 
+def entry_precision(meta: dict) -> str:
+    """``float32@cpu``, ``bfloat16@cuda``... from an entry's meta.json. Entries written
+    before the precision was recorded ran float32, except on CUDA, where the forward
+    always ran under bfloat16 autocast."""
+    ext = meta.get("extractor", {})
+    device_type = ext.get("device_type") or str(ext.get("device", "cpu")).split(":")[0]
+    dtype = meta.get("compute_dtype") or ("bfloat16" if device_type == "cuda" else DEFAULT_DTYPE)
+    return f"{dtype}@{device_type}"
+
+
 def check_dtype(dtype: str) -> str:
     if dtype not in DTYPES:
         raise ProbeError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")

@@ -32,10 +32,10 @@ def _timeout() -> float:
 
 
 def weight_patterns(files: list[str]) -> list[str]:
-    """Weight files to fetch from a repository listing ``files``: the safetensors when it
-    has any, else the PyTorch ``*.bin`` (older repositories have only ``pytorch_model.bin``).
+    """Weight files to fetch given the files a snapshot holds: the safetensors when there
+    are any, else the PyTorch ``*.bin`` (older repositories have only ``pytorch_model.bin``).
     Never both: that would download the weights twice."""
-    if any(f.endswith(".safetensors") for f in files):
+    if any(str(f).endswith(".safetensors") for f in files):
         return ["*.safetensors"]
     return ["*.bin"]
 
@@ -43,21 +43,24 @@ def weight_patterns(files: list[str]) -> list[str]:
 def snapshot(repo_id: str, local_only: bool) -> str:
     """A local snapshot directory of ``repo_id``: config, tokenizer and one weight format.
 
-    ``local_only``: from the Hugging Face cache only (either weight format). Errors are
-    the ``huggingface_hub`` ones; :func:`unreachable_message` turns them into a hint.
+    The safetensors are asked for first; a repository without any is fetched again for its
+    ``*.bin`` weights (config and tokenizer are then already cached). ``local_only``: from
+    the Hugging Face cache only. Errors are the ``huggingface_hub`` ones;
+    :func:`cannot_load_message` turns them into one line with a hint.
     """
     set_hub_timeouts()
-    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub import snapshot_download
 
-    if local_only:
-        patterns = _META_PATTERNS + ["*.safetensors", "*.bin"]
-    else:
-        files = HfApi().list_repo_files(repo_id)
-        patterns = _META_PATTERNS + weight_patterns(files)
-    path = snapshot_download(repo_id, local_files_only=local_only, allow_patterns=patterns,
-                             etag_timeout=_timeout())
-    if local_only and not any(Path(path).glob("*.safetensors")) and not any(Path(path).glob("*.bin")):
-        raise FileNotFoundError(f"{repo_id}: cached snapshot holds no weights")
+    def fetch(weights: list[str]) -> str:
+        return snapshot_download(repo_id, local_files_only=local_only, allow_patterns=_META_PATTERNS + weights,
+                                 etag_timeout=_timeout())
+
+    path = fetch(["*.safetensors"])
+    if weight_patterns([p.name for p in Path(path).iterdir()]) == ["*.bin"]:
+        path = fetch(["*.bin"])
+        if not any(Path(path).glob("*.bin")):
+            raise FileNotFoundError(f"{repo_id}: no *.safetensors or *.bin weights"
+                                    + (" in the local cache" if local_only else ""))
     return path
 
 
