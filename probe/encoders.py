@@ -198,7 +198,8 @@ def check_architecture(path: str | Path, where: str) -> None:
 
 def model_from_config(config):
     """A randomly initialised encoder of ``config`` (the encoder alone for T5-family configs)."""
-    return _model_class(config, getattr(config, "name_or_path", "") or "config").from_config(config)
+    cls = _model_class(config, getattr(config, "name_or_path", "") or "config")
+    return cls.from_config(config) if hasattr(cls, "from_config") else cls(config)
 
 
 def _from_pretrained(cls, path: str, **kwargs):
@@ -260,24 +261,37 @@ def _parse_random(name: str) -> tuple[str, int]:
 @register_encoder("random:<name>", lambda n: n.startswith("random:"))
 def _resolve_random(name: str) -> EncoderSpec:
     base_name, seed = _parse_random(name)
-    base = resolve_encoder(base_name)
-    check_architecture(base.source, name)
+    try:
+        base = resolve_encoder(base_name)
+        source, base_fp, what = base.source, base.fingerprint, f"the architecture of {base.name}"
+    except ProbeError:
+        # No config from a local directory, the Hugging Face cache or the Hub: an offline
+        # architecture preset of the scaling ladder, if there is one (probe.presets).
+        from .presets import build_preset, get_preset, preset_note
+
+        if get_preset(base_name) is None:
+            raise
+        source = str(build_preset(base_name))
+        base_fp, what = _fingerprint_dir(Path(source)), preset_note(base_name)
+        print(f"probe: {name}: {base_name} is not available locally or from the Hub; using its offline "
+              f"architecture preset ({what})", file=sys.stderr)
+    check_architecture(source, name)
 
     def loader():
         import torch
         import transformers
 
         # Only the architecture and the tokenizer of the base model: its weights are not read.
-        config = transformers.AutoConfig.from_pretrained(base.source)
-        tokenizer = transformers.AutoTokenizer.from_pretrained(base.source)
+        config = transformers.AutoConfig.from_pretrained(source)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source)
         torch.manual_seed(seed)
         return model_from_config(config), tokenizer
 
     import transformers
 
-    fp = hashlib.sha256(f"random|{base.fingerprint}|{seed}|{transformers.__version__}".encode()).hexdigest()
-    return EncoderSpec(name=name, fingerprint=fp, source=base.source, loader=loader,
-                       note=f"random weights (seed {seed}) in the architecture of {base.name}")
+    fp = hashlib.sha256(f"random|{base_fp}|{seed}|{transformers.__version__}".encode()).hexdigest()
+    return EncoderSpec(name=name, fingerprint=fp, source=source, loader=loader,
+                       note=f"random weights (seed {seed}) in {what}")
 
 
 def _hub_snapshot(repo_id: str, local_only: bool) -> str:
