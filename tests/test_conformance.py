@@ -87,3 +87,24 @@ def test_cached_word_vectors_equal_a_direct_forward(standins, home, kind):
             # float16 storage: relative rounding 2^-11, plus float32 noise of batching/padding
             np.testing.assert_allclose(got, ref, rtol=2e-3, atol=2e-3,
                                        err_msg=f"{kind} pooling={pooling} sentence {s}")
+
+
+@pytest.mark.slow
+def test_probe_compare_runs_on_two_standins_of_different_depth(mirror, tmp_path, home, capsys):
+    """`probe compare` (which runs `probe layers` per model) on a 2-layer BERT+WordPiece and a
+    3-layer XLM-R+SentencePiece stand-in, loaded from their directories like any local model."""
+    import json
+
+    from probe.cli import main
+
+    bert = build_standin("bert", tmp_path / "bert-2", layers=2)
+    xlmr = build_standin("xlmr", tmp_path / "xlmr-3", layers=3, seed=1)
+    out = tmp_path / "cmp"
+    assert main(["compare", "--models", f"{bert},{xlmr}", "--lang", "de", "--train", "ud:dev", "--n-boot", "50",
+                 "--no-fusion", "--quiet", "--out", str(out)]) == 0
+    rep = json.loads((out / "compare.json").read_text())
+    assert [m["n_layers"] for m in rep["models"]] == [2, 3]
+    curves = list(rep["curves"].values())
+    assert curves[0]["relative_depth"] == [0.0, 0.5, 1.0]
+    assert curves[1]["relative_depth"] == pytest.approx([0.0, 1 / 3, 2 / 3, 1.0])
+    assert (out / "compare.png").is_file()
