@@ -46,7 +46,13 @@ def cmd_extract(args) -> int:
         hit = open_entry(cache_key(spec, data, args.pooling, device=device, dtype=args.dtype))
         if hit is None and encoder is None:
             encoder = spec.load()
-        entry = hit or extract_corpus(spec, data, pooling=args.pooling, batch_tokens=args.batch_tokens,
+        batch_tokens = args.batch_tokens
+        if batch_tokens == "auto" and hit is None:
+            from .encoders import pick_device
+            from .plan import auto_batch_tokens
+
+            batch_tokens = auto_batch_tokens(encoder.model, pick_device(device), encoder.max_length)
+        entry = hit or extract_corpus(spec, data, pooling=args.pooling, batch_tokens=batch_tokens,
                                       device=args.device, progress=not args.quiet, encoder=encoder,
                                       workers=args.workers, dtype=args.dtype)
         state = "cached" if hit else "built"
@@ -182,6 +188,15 @@ def cmd_layers(args) -> int:
 
 
 # ----------------------------------------------------------------------------- parser
+def _batch_tokens(text: str):
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of tokens or auto, not {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .extraction import DEFAULT_BATCH_TOKENS
     p = argparse.ArgumentParser(
@@ -207,8 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "see `probe data ls`)")
     ex.add_argument("--pooling", default="first", choices=["first", "mean", "last"],
                     help="subword-to-word pooling (default: first content piece)")
-    ex.add_argument("--batch-tokens", type=int, default=DEFAULT_BATCH_TOKENS,
-                    help=f"token budget per forward batch, padding included (default: {DEFAULT_BATCH_TOKENS})")
+    ex.add_argument("--batch-tokens", type=_batch_tokens, default=DEFAULT_BATCH_TOKENS,
+                    help=f"token budget per forward batch, padding included, or auto (on CUDA: half the "
+                         f"free device memory; elsewhere the default) (default: {DEFAULT_BATCH_TOKENS})")
     ex.add_argument("--workers", type=int, default=None,
                     help="batches run at once on CPU, each with an equal share of torch's threads "
                          "(default: 2 when torch has >= 2 threads; accelerators: 1)")

@@ -194,6 +194,31 @@ def measure_flops_per_s(device: str, dtype: str = "float32", seconds: float = 0.
             return 2 * size ** 3 * n / elapsed
 
 
+def auto_batch_tokens(model, device: str, max_length: int = 512, fraction: float = 0.5) -> int:
+    """A token budget per batch that fits ``fraction`` of the device's free memory (with
+    the model already on it): per token, every layer's hidden states (the extraction keeps
+    them all), one layer's feed-forward activations, attention scores over ``max_length``
+    and the Q/K/V/output projections, all float32. On the CPU: the default budget (larger
+    batches do not run faster there)."""
+    import torch
+
+    from .extraction import DEFAULT_BATCH_TOKENS
+
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return DEFAULT_BATCH_TOKENS
+    free, _total = torch.cuda.mem_get_info(dev)
+    if next(model.parameters()).device.type != "cuda":  # its float32 weights will move there first
+        free -= sum(p.numel() for p in model.parameters()) * 4
+    config = model.config
+    L, H = int(config.num_hidden_layers), int(config.hidden_size)
+    inter = int(getattr(config, "intermediate_size", 0) or getattr(config, "d_ff", 0) or 4 * H)
+    heads = int(getattr(config, "num_attention_heads", 0) or 1)
+    per_token = 4 * ((L + 1) * H + 2 * inter + heads * max_length + 4 * H)
+    tokens = int(fraction * free // per_token)
+    return max(max_length, min(tokens, 1 << 17))
+
+
 def _wanted(command: str, targets: list[str], *, corpus, split, pooling, tasks, train, tatoeba, fusion):
     """``(corpus, lang, split, pooling)`` of every entry the command reads."""
     from .layerwise import SOURCE_LANG
