@@ -204,3 +204,17 @@ def test_distributed_timeout_is_configurable_and_reaches_the_process_group(monke
     with pytest.raises(Stop):
         distributed.extract_distributed(tiny_spec, random_corpus, timeout_s=1234, device="cpu")
     assert seen["timeout"].total_seconds() == 1234
+
+
+def test_bench_gpu_quick_smoke(capsys, tmp_path, monkeypatch):
+    import importlib.util
+
+    bench = REPO / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))
+    monkeypatch.setenv("PROBE_HOME", str(tmp_path / "home"))
+    spec = importlib.util.spec_from_file_location("bench_gpu_under_test", bench / "bench_gpu.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--quick"]) == 0
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("RESULT ")]
+    assert len(lines) == 2 and "float32" in lines[0] and "bfloat16" in lines[1]
