@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import ProbeError
-
 # Seconds to wait for the Hub before falling back (the default 10 s per file, with retries,
 # makes an offline run crawl). $HF_HUB_ETAG_TIMEOUT / $HF_HUB_DOWNLOAD_TIMEOUT override it.
 HUB_TIMEOUT_S = 5

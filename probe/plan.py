@@ -219,7 +219,7 @@ def auto_batch_tokens(model, device: str, max_length: int = 512, fraction: float
     return max(max_length, min(tokens, 1 << 17))
 
 
-def _wanted(command: str, targets: list[str], *, corpus, split, pooling, tasks, train, tatoeba, fusion):
+def _wanted(command: str, targets: list[str], *, corpus, split, pooling, train, tatoeba, fusion):
     """``(corpus, lang, split, pooling)`` of every entry the command reads."""
     from .layerwise import SOURCE_LANG
 
@@ -279,7 +279,8 @@ def plan(models, langs, *, command: str = "compare", corpus: str = "pud", split:
     device = check_device(pick_device(device))
     workers, _ = resolve_workers(device, workers)
     specs = [resolve_encoder(m) if isinstance(m, str) else m for m in models]
-    wanted = _wanted(command, targets, corpus=corpus, split=split, pooling=pooling, tasks=tasks, train=train,
+    # (the probe tasks do not change what is extracted: every task reads the same entries)
+    wanted = _wanted(command, targets, corpus=corpus, split=split, pooling=pooling, train=train,
                      tatoeba=tatoeba, fusion=fusion)
     loaded = {}
     out = []
