@@ -581,6 +581,10 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
     key = cache_key(spec, data, pooling, device=device, dtype=dtype, encoder=encoder)
     hit = open_entry(key)
     if hit is not None:
+        found, wanted = entry_precision(hit.meta), f"{dtype}@{device.split(':')[0]}"
+        if found != wanted:  # only entries of older versions, keyed before the precision was
+            print(f"probe: warning: {hit.path.name} was computed as {found}, not {wanted}, by an older "
+                  f"version under the same key; `probe cache rm` it to recompute", file=sys.stderr)
         return hit
     checkpoint_seconds = _checkpoint_seconds()
     from tqdm.auto import tqdm

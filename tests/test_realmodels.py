@@ -218,3 +218,18 @@ def test_bench_gpu_quick_smoke(capsys, tmp_path, monkeypatch):
     assert mod.main(["--quick"]) == 0
     lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("RESULT ")]
     assert len(lines) == 2 and "float32" in lines[0] and "bfloat16" in lines[1]
+
+
+def test_a_legacy_cuda_entry_under_the_cpu_key_is_flagged(home, capsys):
+    import json
+
+    spec, corpus = tiny_spec(), random_corpus(n=4)
+    entry = ex.extract_corpus(spec, corpus, progress=False, device="cpu")
+    meta = json.loads((entry.path / "meta.json").read_text())
+    del meta["compute_dtype"]  # as written by an older version on a GPU (bf16 autocast, key "v1")
+    meta["extractor"] = {k: v for k, v in meta["extractor"].items() if k != "device_type"}
+    meta["extractor"]["device"] = "cuda"
+    (entry.path / "meta.json").write_text(json.dumps(meta))
+    capsys.readouterr()
+    assert ex.extract_corpus(spec, corpus, progress=False, device="cpu").path == entry.path
+    assert "computed as bfloat16@cuda, not float32@cpu" in capsys.readouterr().err
