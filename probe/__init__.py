@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import importlib
 
+from .hub import set_hub_timeouts as _set_hub_timeouts
+
 __version__ = "0.1.0"
+
+# Before anything imports huggingface_hub, which reads its timeouts once at import.
+_set_hub_timeouts()
 
 # Public API, imported lazily so `import probe` (and a cached CLI run) stays fast.
 _EXPORTS = {

@@ -138,12 +138,14 @@ def run_cache(args) -> int:
         if not entries:
             print("no cache entries" + (" match " + _filters(args) if has_filter else ""))
         else:
-            print(f"{'model':20s} {'corpus':8s} {'lang':5s} {'split':9s} {'pool':5s} {'layers':>6s} "
-                  f"{'words':>8s} {'sents':>6s} {'size':>10s}  path")
+            from .extraction import entry_precision
+
+            print(f"{'model':20s} {'corpus':8s} {'lang':5s} {'split':9s} {'pool':5s} {'dtype':14s} "
+                  f"{'layers':>6s} {'words':>8s} {'sents':>6s} {'size':>10s}  path")
             for i in entries:
                 e = i.entry
                 print(f"{e.model[:20]:20s} {i.corpus:8s} {i.lang:5s} {i.split:9s} {i.pooling:5s} "
-                      f"{e.n_layers:6d} {e.n_words:8d} {e.n_sentences:6d} {human_bytes(e.disk_bytes):>10s}  {e.path}")
+                      f"{entry_precision(e.meta):14s} {e.n_layers:6d} {e.n_words:8d} {e.n_sentences:6d} {human_bytes(e.disk_bytes):>10s}  {e.path}")
         others = [i for i in items if i.kind not in ("entry", "corrupt")]
         for i in others:
             print(f"{i.kind.upper():10s} {i.path}  ({i.problems[0]})")

@@ -42,7 +42,8 @@ def cmd_extract(args) -> int:
     for data in loaded:
         from .cache import lock_entry, open_entry, published_here, verify_on_use
         from .extraction import cache_key
-        key = cache_key(spec, data, args.pooling)
+        device = None if args.device == "auto" else args.device
+        key = cache_key(spec, data, args.pooling, device=device, dtype=args.dtype)
         hit = open_entry(key, checksums=verify_on_use())
         lock = None
         if hit is None:  # wait while another process builds it, then look again
@@ -51,9 +52,15 @@ def cmd_extract(args) -> int:
         try:
             if hit is None and encoder is None:
                 encoder = spec.load()
-            entry = hit or extract_corpus(spec, data, pooling=args.pooling, batch_tokens=args.batch_tokens,
+            batch_tokens = args.batch_tokens
+            if batch_tokens == "auto" and hit is None:
+                from .encoders import pick_device
+                from .plan import auto_batch_tokens
+
+                batch_tokens = auto_batch_tokens(encoder.model, pick_device(device), encoder.max_length)
+            entry = hit or extract_corpus(spec, data, pooling=args.pooling, batch_tokens=batch_tokens,
                                           device=args.device, progress=not args.quiet, encoder=encoder,
-                                          workers=args.workers)
+                                          workers=args.workers, dtype=args.dtype)
         finally:
             if lock is not None:
                 lock.release()
@@ -139,6 +146,15 @@ def cmd_layers(args) -> int:
 
 
 # ----------------------------------------------------------------------------- parser
+def _batch_tokens(text: str):
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of tokens or auto, not {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .extraction import DEFAULT_BATCH_TOKENS
     p = argparse.ArgumentParser(
@@ -167,12 +183,16 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "see `probe data ls`)")
     ex.add_argument("--pooling", default="first", choices=["first", "mean", "last"],
                     help="subword-to-word pooling (default: first content piece)")
-    ex.add_argument("--batch-tokens", type=int, default=DEFAULT_BATCH_TOKENS,
-                    help=f"token budget per forward batch, padding included (default: {DEFAULT_BATCH_TOKENS})")
+    ex.add_argument("--batch-tokens", type=_batch_tokens, default=DEFAULT_BATCH_TOKENS,
+                    help=f"token budget per forward batch, padding included, or auto (on CUDA: half the "
+                         f"free device memory; elsewhere the default) (default: {DEFAULT_BATCH_TOKENS})")
     ex.add_argument("--workers", type=int, default=None,
                     help="batches run at once on CPU, each with an equal share of torch's threads "
                          "(default: 2 when torch has >= 2 threads; accelerators: 1)")
-    ex.add_argument("--device", default="auto", help="cuda, mps, cpu or auto (default: auto)")
+    ex.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default: auto)")
+    ex.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                    help="precision of the forward pass; bfloat16/float16 run under autocast; part of "
+                         "the cache key (default: float32 on every device)")
     ex.add_argument("--quiet", action="store_true", help="no progress bar")
 
     ca = sub.add_parser("cache", help="list, verify or remove cache entries",
@@ -242,9 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--quiet", action="store_true", help="no progress bars")
 
     # Sub-commands defined next to the API they wrap.
-    from . import compare, figures, transfer
+    from . import compare, figures, plan, transfer
 
-    for module in (transfer, compare, figures):
+    for module in (transfer, compare, figures, plan):
         before = set(sub.choices)
         module.add_parser(sub)
         for name in set(sub.choices) - before:

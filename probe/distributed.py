@@ -57,6 +57,30 @@ from probe.threads import torch_threads
 
 __all__ = ["extract_distributed", "DistInfo", "dist_info", "main"]
 
+# How long a rank waits at a barrier (and for any collective) before the job fails. The
+# torch default, 10 minutes, is shorter than what rank 0 may legitimately take alone:
+# downloading xlm-roberta-large (2.2 GB) or assembling and checksumming a ~10 GB entry
+# (PAN-X en train, 25 layers x 1024) while the other ranks wait. $PROBE_DIST_TIMEOUT
+# (seconds), ``timeout_s=`` or ``--timeout`` override it.
+DEFAULT_TIMEOUT_S = 3 * 3600
+
+
+def dist_timeout(timeout_s: float | None = None) -> float:
+    """The barrier timeout in seconds: ``timeout_s``, else $PROBE_DIST_TIMEOUT, else
+    :data:`DEFAULT_TIMEOUT_S`."""
+    raw = timeout_s if timeout_s is not None else os.environ.get("PROBE_DIST_TIMEOUT", "").strip() or None
+    if raw is None:
+        return float(DEFAULT_TIMEOUT_S)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = -1.0
+    if not value > 0:
+        src = "timeout_s" if timeout_s is not None else "PROBE_DIST_TIMEOUT"
+        raise ProbeError(f"{src}={raw!r}: expected a number of seconds > 0")
+    return value
+
+
 # ``shard=(1, 1)`` names a rank that owns no chunk (``i % 1 == 0 != 1``): extract_corpus then
 # only sets up the chunk directory, or (with publish=True) only assembles and publishes.
 _NO_CHUNKS = (1, 1)
@@ -151,7 +175,8 @@ def _barrier(dist, backend: str, local_rank: int) -> None:
 def extract_distributed(model, corpus, lang: str | None = None, split: str | None = None,
                         pooling: str = "first", *, batch_tokens: int = DEFAULT_BATCH_TOKENS,
                         device: str | None = None, progress: bool = True, threads: int | None = None,
-                        backend: str | None = None, log: Callable[[str], None] | None = None):
+                        backend: str | None = None, log: Callable[[str], None] | None = None,
+                        dtype: str = "float32", timeout_s: float | None = None):
     """Extract one corpus split with every rank of a ``torch.distributed`` job.
 
     Call it on every rank (under ``torchrun``, or after ``init_process_group``); a process
@@ -163,17 +188,22 @@ def extract_distributed(model, corpus, lang: str | None = None, split: str | Non
     corpus name (with ``lang`` and ``split``), a loaded corpus, or a zero-argument factory.
     ``threads``: torch threads per rank (default: the process's cores // ranks on this node).
     ``backend``: default ``nccl`` when the device is CUDA and every local rank has a GPU,
-    else ``gloo``.
+    else ``gloo``. ``dtype``: the forward's precision, as for :func:`~probe.extraction.extract`.
+    ``timeout_s``: how long a rank waits for the others (see :func:`dist_timeout`).
 
     Returns the published :class:`~probe.cache.CacheEntry` on every rank.
     """
     if pooling not in POOLINGS:
         raise ProbeError(f"unknown pooling {pooling!r}; choose from {', '.join(POOLINGS)}")
+    from probe.extraction import check_dtype
+
+    check_dtype(dtype)
+    timeout = dist_timeout(timeout_s)
     info = dist_info()
     log = log or _log_line
     with torch_threads(int(threads) if threads else max(1, _cores() // max(1, info.local_world))):
         return _extract(model, corpus, lang, split, pooling, batch_tokens, device, progress, backend,
-                        log, info)
+                        log, info, dtype, timeout)
 
 
 def _log_line(msg: str) -> None:
@@ -184,7 +214,10 @@ def _log_line(msg: str) -> None:
     os.write(sys.stderr.fileno(), (msg + "\n").encode("utf-8", "replace"))
 
 
-def _extract(model, corpus, lang, split, pooling, batch_tokens, device, progress, backend, log, info):
+def _extract(model, corpus, lang, split, pooling, batch_tokens, device, progress, backend, log, info,
+             dtype="float32", timeout=float(DEFAULT_TIMEOUT_S)):
+    from datetime import timedelta
+
     import torch
     import torch.distributed as dist
 
@@ -198,18 +231,18 @@ def _extract(model, corpus, lang, split, pooling, batch_tokens, device, progress
         if torch.cuda.device_count() < info.local_world:
             raise ProbeError(f"{info.local_world} ranks on this node but {torch.cuda.device_count()} GPU(s)")
         torch.cuda.set_device(info.local_rank)
-        device = "cuda"  # the current device; keeps extract_corpus's bf16 autocast for "cuda"
+        device = f"cuda:{info.local_rank}"
 
     if info.world == 1 and not (dist.is_available() and dist.is_initialized()):
         spec = _resolve_spec(model)
         data = _resolve_corpus(corpus, lang, split, progress)
         return extract_corpus(spec, data, pooling=pooling, batch_tokens=batch_tokens, device=device,
-                              progress=progress, encoder=None)
+                              progress=progress, encoder=None, dtype=dtype)
 
     own_group = not dist.is_initialized()
     if own_group:
         backend = backend or ("nccl" if use_cuda and dist.is_nccl_available() else "gloo")
-        dist.init_process_group(backend=backend)
+        dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout))
     backend = dist.get_backend()
     rank, world = dist.get_rank(), dist.get_world_size()
 
@@ -225,8 +258,8 @@ def _extract(model, corpus, lang, split, pooling, batch_tokens, device, progress
         if rank != 0:
             spec = _resolve_spec(model)
             data = _resolve_corpus(corpus, lang, split, False)
-        key = cache_key(spec, data, pooling)
-        common = dict(pooling=pooling, batch_tokens=batch_tokens, device=device)
+        key = cache_key(spec, data, pooling, device=device, dtype=dtype)
+        common = dict(pooling=pooling, batch_tokens=batch_tokens, device=device, dtype=dtype)
 
         hit = open_entry(key)
         encoder = None if hit is not None else spec.load()
@@ -292,6 +325,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pooling", default="first", choices=list(POOLINGS))
     p.add_argument("--batch-tokens", type=int, default=DEFAULT_BATCH_TOKENS)
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                   help="precision of the forward pass (default: float32)")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help=f"how long a rank waits for the others at a barrier (default: $PROBE_DIST_TIMEOUT "
+                        f"or {DEFAULT_TIMEOUT_S} s: rank 0 may download a large model or publish a "
+                        f"~10 GB entry alone)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads per rank (default: cores // ranks per node)")
     p.add_argument("--nproc", type=int, default=None,
@@ -306,7 +345,8 @@ def _run(args) -> None:
     corpus = _load_object(args.corpus_factory) if args.corpus_factory else args.corpus
     entry = extract_distributed(model, corpus, args.lang, args.split, args.pooling,
                                 batch_tokens=args.batch_tokens, device=args.device,
-                                progress=not args.quiet, threads=args.threads)
+                                progress=not args.quiet, threads=args.threads, dtype=args.dtype,
+                                timeout_s=args.timeout)
     if dist_info().rank == 0:
         print(f"{entry.path}  [{entry.n_layers} layers x {entry.n_words} words x {entry.hidden}] "
               f"{entry.n_sentences} sentences", flush=True)

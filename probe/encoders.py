@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -35,7 +34,9 @@ from .paths import models_dir, probe_home
 
 AUTO_PREFERRED = "bert-base-multilingual-cased"
 AUTO_FALLBACK = "e5-small-q4"
-_HUB_TIMEOUT_S = "5"
+# Encoder-decoder families whose encoder runs alone (hidden states of the input text);
+# other encoder-decoder models are refused when resolved, before any work.
+ENCODER_CLASSES = {"t5": "T5EncoderModel", "mt5": "MT5EncoderModel", "umt5": "UMT5EncoderModel"}
 
 
 # --------------------------------------------------------------------------- hashing
@@ -164,9 +165,72 @@ def _load_hf_dir(path: str):
     tokenizer = transformers.AutoTokenizer.from_pretrained(path, use_fast=True)
     if not getattr(tokenizer, "is_fast", False):
         raise ProbeError(f"{path}: a fast tokenizer is required for word alignment")
-    model = transformers.AutoModel.from_pretrained(path, add_pooling_layer=False) \
-        if _is_bert_like(path) else transformers.AutoModel.from_pretrained(path)
+    config = transformers.AutoConfig.from_pretrained(path)
+    kwargs = {"add_pooling_layer": False} if _is_bert_like(path) else {}
+    model = _from_pretrained(_model_class(config, path), path, **kwargs)
     return model, tokenizer
+
+
+def _model_class(config, where: str):
+    """The class that runs ``config``'s encoder: AutoModel, or the encoder-only class of
+    an encoder-decoder family (T5/mT5: the decoder is never built nor loaded)."""
+    import transformers
+
+    model_type = getattr(config, "model_type", "")
+    if model_type in ENCODER_CLASSES:
+        return getattr(transformers, ENCODER_CLASSES[model_type])
+    if getattr(config, "is_encoder_decoder", False):
+        raise ProbeError(_enc_dec_message(model_type, where))
+    return transformers.AutoModel
+
+
+def _enc_dec_message(model_type: str, where: str) -> str:
+    return (f"{where}: {model_type!r} is an encoder-decoder model and probe runs encoders only; "
+            f"supported encoder-decoder families (their encoder alone): {', '.join(sorted(ENCODER_CLASSES))}")
+
+
+def check_architecture(path: str | Path, where: str) -> None:
+    """Refuse an unsupported encoder-decoder model from its config.json, before any work."""
+    try:
+        cfg = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return  # the loader reports unreadable configs itself
+    if cfg.get("is_encoder_decoder") and cfg.get("model_type") not in ENCODER_CLASSES:
+        raise ProbeError(_enc_dec_message(str(cfg.get("model_type")), where))
+
+
+def model_from_config(config):
+    """A randomly initialised encoder of ``config`` (the encoder alone for T5-family configs)."""
+    cls = _model_class(config, getattr(config, "name_or_path", "") or "config")
+    return cls.from_config(config) if hasattr(cls, "from_config") else cls(config)
+
+
+def _from_pretrained(cls, path: str, **kwargs):
+    """``cls.from_pretrained`` without transformers' load-report table: weights the encoder
+    does not use (a pooler, a decoder, a language-model head) are summed up in one note,
+    weights the encoder lacks (left random) in one warning."""
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # a per-tensor "Loading weights" bar, noise for a few seconds' load
+    try:
+        model, info = cls.from_pretrained(path, output_loading_info=True, **kwargs)
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+    unused = list(info.get("unexpected_keys") or [])
+    missing = list(info.get("missing_keys") or [])
+    if unused:
+        parts = sorted({k.split(".")[0] if not k.startswith(("bert.", "roberta.")) else k.split(".")[1]
+                        for k in unused})
+        print(f"probe: note: {len(unused)} checkpoint weights are not used ({', '.join(parts[:4])}): "
+              f"probe reads the encoder's hidden states only", file=sys.stderr)
+    if missing:
+        print(f"probe: warning: {len(missing)} encoder weights are missing from {path} and were left "
+              f"random (e.g. {', '.join(missing[:3])})", file=sys.stderr)
+    return model
 
 
 def _is_bert_like(path: str) -> bool:
@@ -203,35 +267,43 @@ def _parse_random(name: str) -> tuple[str, int]:
 @register_encoder("random:<name>", lambda n: n.startswith("random:"))
 def _resolve_random(name: str) -> EncoderSpec:
     base_name, seed = _parse_random(name)
-    base = resolve_encoder(base_name)
+    try:
+        base = resolve_encoder(base_name)
+        source, base_fp, what = base.source, base.fingerprint, f"the architecture of {base.name}"
+    except ProbeError:
+        # No config from a local directory, the Hugging Face cache or the Hub: an offline
+        # architecture preset of the scaling ladder, if there is one (probe.presets).
+        from .presets import build_preset, get_preset, preset_note
+
+        if get_preset(base_name) is None:
+            raise
+        source = str(build_preset(base_name))
+        base_fp, what = _fingerprint_dir(Path(source)), preset_note(base_name)
+        print(f"probe: {name}: {base_name} is not available locally or from the Hub; using its offline "
+              f"architecture preset ({what})", file=sys.stderr)
+    check_architecture(source, name)
 
     def loader():
         import torch
         import transformers
 
         # Only the architecture and the tokenizer of the base model: its weights are not read.
-        config = transformers.AutoConfig.from_pretrained(base.source)
-        tokenizer = transformers.AutoTokenizer.from_pretrained(base.source)
+        config = transformers.AutoConfig.from_pretrained(source)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source)
         torch.manual_seed(seed)
-        return transformers.AutoModel.from_config(config), tokenizer
+        return model_from_config(config), tokenizer
 
     import transformers
 
-    fp = hashlib.sha256(f"random|{base.fingerprint}|{seed}|{transformers.__version__}".encode()).hexdigest()
-    return EncoderSpec(name=name, fingerprint=fp, source=base.source, loader=loader,
-                       note=f"random weights (seed {seed}) in the architecture of {base.name}")
+    fp = hashlib.sha256(f"random|{base_fp}|{seed}|{transformers.__version__}".encode()).hexdigest()
+    return EncoderSpec(name=name, fingerprint=fp, source=source, loader=loader,
+                       note=f"random weights (seed {seed}) in {what}")
 
 
 def _hub_snapshot(repo_id: str, local_only: bool) -> str:
-    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", _HUB_TIMEOUT_S)
-    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", _HUB_TIMEOUT_S)
-    from huggingface_hub import snapshot_download
+    from .hub import snapshot
 
-    return snapshot_download(
-        repo_id,
-        local_files_only=local_only,
-        allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "sentencepiece*"],
-    )
+    return snapshot(repo_id, local_only)
 
 
 def _resolve_hf(name: str, local_only: bool = False) -> EncoderSpec:
@@ -249,11 +321,10 @@ def _resolve_hf(name: str, local_only: bool = False) -> EncoderSpec:
                     raise
                 src = _hub_snapshot(name, local_only=False)
         except Exception as exc:  # network, auth, missing repo: all mean "cannot load"
-            raise ProbeError(
-                f"cannot load model {name!r}: not a local directory, not in the Hugging Face "
-                f"cache, and the Hub did not provide it ({type(exc).__name__}). "
-                + _choices_hint()
-            ) from None
+            from .hub import cannot_load_message
+
+            raise ProbeError(cannot_load_message(name, exc) + " " + _choices_hint()) from None
+    check_architecture(src, name)
     return EncoderSpec(name=name, fingerprint=_fingerprint_dir(Path(src)), source=src,
                        loader=lambda: _load_hf_dir(src))
 
@@ -296,6 +367,60 @@ def load_encoder(name: str) -> Encoder:
 
 def registered_encoders() -> list[str]:
     return [label for label, _m, _f in _RESOLVERS] + ["<hf-id-or-dir>"]
+
+
+_SEGMENTS: dict[str, bool] = {}
+
+
+def pair_segment_ids(spec: EncoderSpec, encoder: "Encoder | None" = None) -> bool:
+    """Whether this model's sentence pairs carry segment ids: the model has a segment
+    (token type) embedding, ``type_vocab_size > 1`` (BERT, mBERT), and its tokenizer gives
+    the second sentence a non-zero id. Read from the config and tokenizer files (no
+    weights) when ``spec.source`` is a model directory; memoised per fingerprint."""
+    if spec.fingerprint in _SEGMENTS:
+        return _SEGMENTS[spec.fingerprint]
+    tokenizer = None
+    if encoder is not None:
+        types = int(getattr(encoder.model.config, "type_vocab_size", 0) or 0)
+        tokenizer = encoder.tokenizer
+    elif (Path(spec.source) / "config.json").is_file():
+        cfg = json.loads((Path(spec.source) / "config.json").read_text())
+        types = int(cfg.get("type_vocab_size") or 0)
+    else:  # a spec built in code: its loader is the only source of truth
+        model, tokenizer = spec.loader()
+        types = int(getattr(model.config, "type_vocab_size", 0) or 0)
+    result = False
+    if types > 1:
+        if tokenizer is None:
+            import transformers
+
+            tokenizer = transformers.AutoTokenizer.from_pretrained(spec.source, use_fast=True)
+        enc = tokenizer([["a"]], [["b"]], is_split_into_words=True, return_token_type_ids=True)
+        result = any(int(t) for t in enc["token_type_ids"][0])
+    _SEGMENTS[spec.fingerprint] = result
+    return result
+
+
+def check_device(device: str) -> str:
+    """``device`` if it names a usable device (``cpu``, ``cuda``, ``cuda:N``, ``mps``), else
+    one clear error."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ProbeError(f"unknown device {device!r}; use cpu, cuda, cuda:N, mps or auto") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ProbeError(f"device {device!r}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ProbeError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type == "mps":
+        if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+            raise ProbeError(f"device {device!r}: MPS is not available on this machine")
+    elif dev.type != "cpu":
+        raise ProbeError(f"unsupported device {device!r}; use cpu, cuda, cuda:N, mps or auto")
+    return device
 
 
 def pick_device(requested: str | None = None) -> str:

@@ -48,6 +48,12 @@ CHECKPOINT_SECONDS = 10.0
 # batches side by side keep every core busy and overlap the Python and pooling work
 # between ops. Measured in benchmarks/README.md (section 1).
 CPU_WORKERS = 2
+# Compute precisions of the forward pass. float32 is the default on every device; the
+# others run the float32 model under torch.autocast (matrix products in that dtype,
+# normalisations in float32). A non-default precision or a device other than the CPU is
+# part of the cache key (see extractor_tag), so numbers of different precisions never mix.
+DTYPES = ("float32", "bfloat16", "float16")
+DEFAULT_DTYPE = "float32"
 
 
 @dataclass
@@ -63,6 +69,7 @@ class Unit:
     input_ids: list[int]
     pos: np.ndarray
     word: np.ndarray
+    token_type_ids: list[int] | None = None  # segment ids of a sentence pair, when the model has them
 
 
 def _window_plan(piece_start: np.ndarray, piece_end: np.ndarray, budget: int) -> list[tuple[int, int]]:
@@ -180,7 +187,9 @@ class Tokenization:
     """Piece-level view of a list of pre-split sentences for one tokenizer."""
 
     def __init__(self, tokenizer, sentences_words: Sequence[Sequence[str]], max_length: int,
-                 pooling: str, n_first: Sequence[int | None] | None = None):
+                 pooling: str, n_first: Sequence[int | None] | None = None, segment_ids: bool = False):
+        """``segment_ids``: give sentence pairs the tokenizer's segment ids (``token_type_ids``
+        of ``tokenizer(a, b)``); for models with a segment embedding (BERT, mBERT)."""
         if pooling not in POOLINGS:
             raise ProbeError(f"unknown pooling {pooling!r}; choose from {', '.join(POOLINGS)}")
         self.tokenizer = tokenizer
@@ -196,11 +205,18 @@ class Tokenization:
         self.n_special = self.n_prefix + len(self.suffix_ids)
         self.budget = max_length - self.n_special
         self.max_length = max_length
+        self.pair_types = None
         if n_first is not None and any(k is not None for k in n_first):
-            pair = tokenizer([["a"]], [["b"]], is_split_into_words=True, add_special_tokens=True)
+            pair = tokenizer([["a"]], [["b"]], is_split_into_words=True, add_special_tokens=True,
+                             return_token_type_ids=True)
             p_ids, p_seq = pair["input_ids"][0], pair.sequence_ids(0)
             a_at, b_at = p_seq.index(0), p_seq.index(1)
             self.pair_frame = (list(p_ids[:a_at]), list(p_ids[a_at + 1:b_at]), list(p_ids[b_at + 1:]))
+            types = [int(t) for t in pair.get("token_type_ids", [[0] * len(p_ids)])[0]]
+            if segment_ids and any(types):
+                # (frame before A, A's pieces, frame between, B's pieces, frame after)
+                self.pair_types = (types[:a_at], types[a_at], types[a_at + 1:b_at], types[b_at],
+                                   types[b_at + 1:])
         self.n_first = n_first
         self.clipped_words: list[int] = []
         self.bare_id = _token_id(tokenizer, "\u2581")
@@ -309,7 +325,11 @@ class Tokenization:
         pos, w = self._pooled_pieces(cat_ids, cat_w, n_words)
         pos = pos + len(pre) + np.where(pos >= na, len(mid), 0)
         input_ids = pre + [int(i) for i in a_ids[:na]] + mid + [int(i) for i in b_ids[:nb]] + post
-        self.units.append(Unit(s, 0, input_ids, pos, w + int(self.offsets[s])))
+        types = None
+        if self.pair_types is not None:
+            t_pre, t_a, t_mid, t_b, t_post = self.pair_types
+            types = t_pre + [t_a] * na + t_mid + [t_b] * nb + t_post
+        self.units.append(Unit(s, 0, input_ids, pos, w + int(self.offsets[s]), types))
 
     def _with_specials(self, ids: np.ndarray) -> list[int]:
         return self.prefix_ids + [int(i) for i in ids] + self.suffix_ids
@@ -331,26 +351,35 @@ def plan_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
     return batches
 
 
-def _forward_batch(encoder, units: list[Unit], device: str, pad_id: int):
+def _forward_batch(encoder, units: list[Unit], device: str, pad_id: int, dtype: str = DEFAULT_DTYPE):
     """Run one batch; return word vectors ``[L+1, n_words_in_batch, H]`` (float16, CPU),
     their global word indices, and first-token vectors ``[L+1, n_first_windows, H]``
-    (float16) with their sentence indices. Pooling is done in float32."""
+    (float16) with their sentence indices. Pooling is done in float32. ``dtype`` other
+    than float32: the forward runs under ``torch.autocast`` in that precision."""
     import torch
 
     B = len(units)
     T = max(len(u.input_ids) for u in units)
     ids = torch.full((B, T), pad_id, dtype=torch.long)
     att = torch.zeros((B, T), dtype=torch.long)
+    types = None
+    if any(u.token_type_ids is not None for u in units):
+        types = torch.zeros((B, T), dtype=torch.long)
     for b, u in enumerate(units):
         ids[b, :len(u.input_ids)] = torch.as_tensor(u.input_ids)
         att[b, :len(u.input_ids)] = 1
+        if types is not None and u.token_type_ids is not None:
+            types[b, :len(u.token_type_ids)] = torch.as_tensor(u.token_type_ids)
     flat_pos = torch.as_tensor(np.concatenate([b * T + u.pos for b, u in enumerate(units)]))
     words = np.concatenate([u.word for u in units])
     uniq, local = np.unique(words, return_inverse=True)
-    ids, att = ids.to(device), att.to(device)
-    autocast = device == "cuda"
-    with torch.inference_mode(), torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=autocast):
-        out = encoder.model(input_ids=ids, attention_mask=att, output_hidden_states=True)
+    inputs = dict(input_ids=ids.to(device), attention_mask=att.to(device))
+    if types is not None:
+        inputs["token_type_ids"] = types.to(device)
+    device_type = torch.device(device).type
+    with torch.inference_mode(), torch.autocast(device_type=device_type, dtype=getattr(torch, dtype),
+                                                enabled=dtype != "float32"):
+        out = encoder.model(**inputs, output_hidden_states=True)
         hidden = out.hidden_states  # L+1 tensors [B, T, H]
         n_layers, H = len(hidden), hidden[0].shape[-1]
         first_rows = [b for b, u in enumerate(units) if u.window == 0]
@@ -457,21 +486,69 @@ def _label_arrays(sentences) -> dict[str, tuple[np.ndarray, list[str] | None]]:
     return out
 
 
-def cache_key(spec, corpus, pooling: str, max_length: int | None = None) -> CacheKey:
+def extractor_tag(device: str = "cpu", dtype: str = DEFAULT_DTYPE, segments: bool = False) -> str:
+    """The ``extractor`` field of a cache key: ``v1`` for a float32 forward on the CPU
+    without segment ids (the key every earlier entry has), with ``;device=cuda``,
+    ``;dtype=bfloat16;autocast`` and ``;segments`` appended when they apply, so that
+    entries computed on another device type, in another precision, or with sentence-pair
+    segment ids never share a key with those."""
+    device_type = str(device).split(":")[0]
+    tag = f"v{EXTRACTOR_VERSION}"
+    if device_type != "cpu":
+        tag += f";device={device_type}"
+    if dtype != DEFAULT_DTYPE:
+        tag += f";dtype={dtype};autocast"
+    if segments:
+        tag += ";segments"
+    return tag
+
+
+def entry_precision(meta: dict) -> str:
+    """``float32@cpu``, ``bfloat16@cuda``... from an entry's meta.json. Entries written
+    before the precision was recorded ran float32, except on CUDA, where the forward
+    always ran under bfloat16 autocast."""
+    ext = meta.get("extractor", {})
+    device_type = ext.get("device_type") or str(ext.get("device", "cpu")).split(":")[0]
+    dtype = meta.get("compute_dtype") or ("bfloat16" if device_type == "cuda" else DEFAULT_DTYPE)
+    return f"{dtype}@{device_type}"
+
+
+def check_dtype(dtype: str) -> str:
+    if dtype not in DTYPES:
+        raise ProbeError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
+    return dtype
+
+
+def _is_pairs(corpus) -> bool:
+    return any(getattr(s, "n_first", None) is not None for s in corpus.sentences)
+
+
+def cache_key(spec, corpus, pooling: str, max_length: int | None = None, *, device: str | None = None,
+              dtype: str = DEFAULT_DTYPE, encoder=None) -> CacheKey:
+    """The key of ``corpus`` extracted by ``spec``. ``device=None``: the device
+    :func:`~probe.encoders.pick_device` chooses. Sentence pairs of a model with segment
+    ids (see :func:`~probe.encoders.pair_segment_ids`) get their own key."""
+    from .encoders import pair_segment_ids, pick_device
+
+    check_dtype(dtype)
+    segments = _is_pairs(corpus) and pair_segment_ids(spec, encoder)
     return CacheKey(model=spec.name, model_fingerprint=spec.fingerprint, corpus=corpus.name,
                     lang=corpus.lang, split=corpus.split, corpus_sha256=corpus.sha256,
-                    pooling=pooling, extractor=f"v{EXTRACTOR_VERSION}")
+                    pooling=pooling, extractor=extractor_tag(pick_device(device), dtype, segments))
 
 
 def extract(model, corpus: str, lang: str, split: str | None = None, *, pooling: str = "first",
             batch_tokens: int = DEFAULT_BATCH_TOKENS, device: str | None = None,
-            progress: bool = True, encoder=None, workers: int | None = None) -> CacheEntry:
+            progress: bool = True, encoder=None, workers: int | None = None,
+            dtype: str = DEFAULT_DTYPE) -> CacheEntry:
     """Extract (or open from cache) every layer's word vectors of one corpus split.
 
     ``model`` is a name (see :mod:`probe.encoders`) or an :class:`~probe.encoders.EncoderSpec`.
     ``workers``: batches run at once on CPU (default :data:`CPU_WORKERS` when torch has
-    that many threads; see :func:`resolve_workers`). Returns the
-    :class:`~probe.cache.CacheEntry`; a cache hit loads no model.
+    that many threads; see :func:`resolve_workers`). ``device``: ``cpu``, ``cuda``,
+    ``cuda:N``, ``mps`` or None (auto). ``dtype``: the forward's precision, one of
+    :data:`DTYPES` (float32 by default on every device; others under autocast). Returns
+    the :class:`~probe.cache.CacheEntry`; a cache hit loads no model.
     """
     from .data import get_corpus
     from .encoders import resolve_encoder
@@ -482,13 +559,13 @@ def extract(model, corpus: str, lang: str, split: str | None = None, *, pooling:
     cdef = get_corpus(corpus)
     data = cdef.load(lang, split or cdef.splits[0], progress=progress)
     return extract_corpus(spec, data, pooling=pooling, batch_tokens=batch_tokens, device=device,
-                          progress=progress, encoder=encoder, workers=workers)
+                          progress=progress, encoder=encoder, workers=workers, dtype=dtype)
 
 
 def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DEFAULT_BATCH_TOKENS,
                    device: str | None = None, progress: bool = True, encoder=None,
                    shard: tuple[int, int] | None = None, publish: bool = True,
-                   workers: int | None = None) -> CacheEntry | None:
+                   workers: int | None = None, dtype: str = DEFAULT_DTYPE) -> CacheEntry | None:
     """Like :func:`extract` for an already loaded corpus (a ``probe.data.Corpus``).
 
     ``shard=(rank, world)`` computes only the chunks ``i`` with ``i % world == rank``
@@ -498,25 +575,33 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
     """
     if not data.sentences:
         raise ProbeError(f"corpus {data.name}/{data.lang}/{data.split} has no sentences")
-    key = cache_key(spec, data, pooling)
+    from .encoders import check_device, pair_segment_ids, pick_device
+
+    device = check_device(pick_device(device))
+    key = cache_key(spec, data, pooling, device=device, dtype=dtype, encoder=encoder)
     hit = open_entry(key)
     if hit is not None:
+        found, wanted = entry_precision(hit.meta), f"{dtype}@{device.split(':')[0]}"
+        if found != wanted:  # only entries of older versions, keyed before the precision was
+            print(f"probe: warning: {hit.path.name} was computed as {found}, not {wanted}, by an older "
+                  f"version under the same key; `probe cache rm` it to recompute", file=sys.stderr)
         return hit
     checkpoint_seconds = _checkpoint_seconds()
     from tqdm.auto import tqdm
 
-    from .encoders import pick_device
-
     t0 = time.time()
-    device = pick_device(device)
     workers, intra_op = resolve_workers(device, workers)
     encoder = encoder or spec.load()
-    encoder.model.to(device)
+    import torch
+
+    # float32 weights whatever the checkpoint's dtype; other precisions come from autocast.
+    encoder.model.to(device=device, dtype=torch.float32)
     sentences_words = [s.words for s in data.sentences]
     n_first = [getattr(s, "n_first", None) for s in data.sentences]
     is_pair = any(k is not None for k in n_first)
+    segments = is_pair and pair_segment_ids(spec, encoder)
     tok = Tokenization(encoder.tokenizer, sentences_words, encoder.max_length, pooling,
-                       n_first=n_first if is_pair else None)
+                       n_first=n_first if is_pair else None, segment_ids=segments)
     if tok.clipped_words:
         print(f"probe: warning: {len(tok.clipped_words)} words of over-long sentence pairs did not fit "
               f"the model ({encoder.max_length} tokens) and get zero vectors (recorded in meta.json)",
@@ -582,7 +667,7 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
     todo = [i for i in range(len(chunks)) if i not in done and i % world == rank]
 
     def forward(batch):
-        return _forward_batch(encoder, [tok.units[u] for u in batch], device, pad_id)
+        return _forward_batch(encoder, [tok.units[u] for u in batch], device, pad_id, dtype)
 
     results = _in_order(forward, [b for i in todo for b in chunks[i]], workers)
     try:
@@ -717,8 +802,11 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
             "n_words": n_total,
             "n_pieces": int(sum(lengths)),
             "labels": labels_meta,
+            "compute_dtype": dtype,
             "extractor": {"version": EXTRACTOR_VERSION, "batch_tokens": batch_tokens,
                           "max_length": encoder.max_length, "device": device,
+                          "device_type": device.split(":")[0], "compute_dtype": dtype,
+                          "autocast": dtype != DEFAULT_DTYPE, "segment_ids": bool(segments),
                           "workers": workers, "intra_op_threads": intra_op,
                           "windowed_sentences": tok.n_windowed,
                           "clipped_words": tok.n_clipped_words + len(tok.clipped_words),
