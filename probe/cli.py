@@ -270,9 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--quiet", action="store_true", help="no progress bars")
 
     # Sub-commands defined next to the API they wrap.
-    from . import compare, figures, transfer
+    from . import compare, figures, finetune, transfer
 
-    for module in (transfer, compare, figures):
+    for module in (transfer, finetune, compare, figures):
         before = set(sub.choices)
         module.add_parser(sub)
         for name in set(sub.choices) - before:
