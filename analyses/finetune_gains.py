@@ -34,7 +34,7 @@ if __package__ in (None, ""):
 
 NAME = "finetune_gains"
 CONFIG = {"tasks": ["pos", "ner"], "langs": ["de", "zh"], "seeds": 3,
-          "max_examples": 500, "max_dev": 200, "max_test": 300, "epochs": 1,
+          "max_examples": 256, "max_dev": 100, "max_test": 200, "epochs": 1,
           "lr": 1e-4, "batch_size": 16, "embeddings": "freeze", "n_boot": 1000}
 QUICK = {**CONFIG, "tasks": ["pos"], "seeds": 2, "max_examples": 64, "max_dev": 32,
          "max_test": 32, "n_boot": 200}

@@ -1297,7 +1297,9 @@ class FinetuneResult:
         lines.append(f"training data: {r['task_info']['training_data']}")
         head = f"{'fusion':14s} {'params':>11s} {'en dev':>7s}"
         for lang in self.langs:
-            head += f" | {lang + ' (' + r['target_split'][lang] + ')':>12s} {'95% CI':>15s} {'gain vs none':>22s}"
+            maj = r["reference_rates"][lang]["majority"]
+            head += (f" | {lang + ' (' + r['target_split'][lang] + ')':>12s} {'95% CI':>15s} "
+                     f"{'majority':>8s} {'gain vs none':>22s}")
         lines.append(head)
         for name in r["fusions"]:
             p = r["parameters"][name]["trainable"]
@@ -1312,7 +1314,9 @@ class FinetuneResult:
                     gs = f"{g['mean']:+.4f}" + (f" [{g['ci95'][0]:+.3f},{g['ci95'][1]:+.3f}]"
                                                 if g["ci95"] else " (1 seed)")
                 mark = "*" if row["at_chance"] else " "
-                line += (f" | {row['mean']:11.4f}{mark} [{ci[0]:.3f},{ci[1]:.3f}] {gs:>22s}")
+                maj = r["reference_rates"][lang]["majority"]
+                line += (f" | {row['mean']:11.4f}{mark} [{ci[0]:.3f},{ci[1]:.3f}] {maj:8.3f} "
+                         f"{gs:>22s}")
             lines.append(line)
         ref = "; ".join(f"{l}: majority {v['majority']:.3f} ({v['majority_label']}), "
                         f"English-train majority {v['majority_train']:.3f} "

@@ -296,3 +296,17 @@ def test_cli_errors_are_one_line(tmp_path, monkeypatch, capsys):
                  "--fusion", "dlfa:1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("probe: error:")
+
+
+def test_bench_finetune_quick(capsys, tmp_path, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_finetune.py"
+    spec = importlib.util.spec_from_file_location("bench_finetune_under_test", bench)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--quick", "--home", str(tmp_path / "home")]) == 0
+    out = capsys.readouterr().out
+    assert "RATIO train step (sparse rows) time / bare fwd+bwd time:" in out
+    assert "not yet measured on a GPU" in out
