@@ -744,6 +744,9 @@ class _Trainer:
         history: list = []
         best = None  # {"epoch", "score", "state"}
         start_epoch = 1
+        if base_emb is None and self.row_opt is not None:
+            # restoring the best epoch must also undo rows first touched after it
+            base_emb = self.emb.weight.detach().clone()
         state = self.load_checkpoint()
         if state is not None:
             history, best = state["history"], state["best"]
