@@ -46,8 +46,7 @@ def candidates(n_layers: int) -> list[int]:
 
 def run(cfg: dict, model: str, out_root: Path, work: Path) -> dict:
     from probe.encoders import resolve_encoder
-    from probe.finetune import PAPER, PAPER_GAINS, finetune, summary_figure
-    from probe.files import atomic_write_json
+    from probe.finetune import PAPER, PAPER_GAINS, finetune
 
     t0 = time.time()
     spec = resolve_encoder(model)
@@ -90,14 +89,24 @@ def run(cfg: dict, model: str, out_root: Path, work: Path) -> dict:
                 for l in r["langs"]},
         }
         print(res.format_table(), flush=True)
+        # written after every task, so an interrupted run still leaves its finished tasks
+        _write(out, cfg, t0, out_root, work)
+    return out
+
+
+def _write(out: dict, cfg: dict, t0: float, out_root: Path, work: Path) -> None:
+    from probe.files import atomic_write_json
+    from probe.finetune import summary_figure
+
+    done = list(out["tasks"])
+    out["tasks_missing"] = [t for t in CONFIG["tasks"] if t not in done]
     out["seconds"] = round(time.time() - t0, 1)
     out["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     res_path = out_root / "results" / f"{NAME}.json"
     res_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(res_path, out)
-    figs = summary_figure([work / t for t in cfg["tasks"]], out_root / "figures" / f"{NAME}.png")
-    print(f"wrote {res_path} and {figs[0]}", flush=True)
-    return out
+    figs = summary_figure([work / t for t in done], out_root / "figures" / f"{NAME}.png")
+    print(f"wrote {res_path} and {figs[0]} ({', '.join(done)})", flush=True)
 
 
 def main(argv=None) -> int:
@@ -106,8 +115,11 @@ def main(argv=None) -> int:
     p.add_argument("--out-root", default=".", help="results/ and figures/ go here (default: .)")
     p.add_argument("--work", default="out/analyses/finetune", help="run records and checkpoints")
     p.add_argument("--quick", action="store_true", help="a smoke run (tiny budget; not a result)")
+    p.add_argument("--tasks", default=None, help="comma-separated subset of the tasks (default: all)")
     a = p.parse_args(argv)
-    cfg = QUICK if a.quick else CONFIG
+    cfg = dict(QUICK if a.quick else CONFIG)
+    if a.tasks:
+        cfg["tasks"] = [t for t in cfg["tasks"] if t in a.tasks.split(",")]
     run(cfg, a.model, Path(a.out_root), Path(a.work))
     return 0
 
