@@ -50,13 +50,12 @@ chance rate is marked "at chance". Layer indices: 0 = embedding output, L = last
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
