@@ -54,7 +54,6 @@ def main(argv=None) -> int:
     if args.quick:
         args.model, args.batches, args.rounds = "tiny", 2, 1
     C.setup_env(args.home)
-    import numpy as np
     import torch
 
     from probe import finetune as ft
