@@ -13,7 +13,9 @@ English -> de and zh:
    K-picking run of seed 0 is reused); the gain's 95% interval resamples seeds and target
    sentences; each score carries the majority-class and chance rates.
 
-Budget: the machine has 2 cores shared with other developers, so training is cut to a seeded
+Budget: the machine has 2 cores shared with other developers (load average ~20 while this
+ran; one torch thread, because two OpenMP threads on an oversubscribed machine wait on each
+other), so training is cut to a seeded
 ``TRAIN`` English sentences and 1 epoch with a larger learning rate (1e-4, batch 16) than
 XTREME's (2e-5, batch 32, several epochs on the whole training set), the word-embedding
 matrix is frozen, and the targets are seeded subsets. Every size is in the output; the numbers
@@ -35,7 +37,8 @@ if __package__ in (None, ""):
 NAME = "finetune_gains"
 CONFIG = {"tasks": ["pos", "ner"], "langs": ["de", "zh"], "seeds": 3,
           "max_examples": 256, "max_dev": 100, "max_test": 200, "epochs": 1,
-          "lr": 1e-4, "batch_size": 16, "embeddings": "freeze", "n_boot": 1000}
+          "lr": 1e-4, "batch_size": 16, "embeddings": "freeze", "n_boot": 1000,
+          "n_threads": 1}
 QUICK = {**CONFIG, "tasks": ["pos"], "seeds": 2, "max_examples": 64, "max_dev": 32,
          "max_test": 32, "n_boot": 200}
 
@@ -55,7 +58,7 @@ def run(cfg: dict, model: str, out_root: Path, work: Path) -> dict:
     common = dict(model=spec, max_examples=cfg["max_examples"], max_dev=cfg["max_dev"],
                   max_test=cfg["max_test"], epochs=cfg["epochs"], lr=cfg["lr"],
                   batch_size=cfg["batch_size"], embeddings=cfg["embeddings"],
-                  n_boot=cfg["n_boot"], encoder=enc)
+                  n_boot=cfg["n_boot"], n_threads=cfg["n_threads"], encoder=enc)
     out = {"analysis": NAME, "question": __doc__.split("\n")[0], "paper": PAPER,
            "model": {"name": spec.name, "fingerprint": spec.fingerprint, "n_layers": enc.n_layers},
            "config": cfg, "k_candidates": cands,
