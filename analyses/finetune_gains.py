@@ -107,7 +107,16 @@ def _write(out: dict, cfg: dict, t0: float, out_root: Path, work: Path) -> None:
     from probe.files import atomic_write_json
     from probe.finetune import summary_figure
 
+    from analyses._common import script_record
+    from probe.layerwise import versions
+
     done = list(out["tasks"])
+    out["versions"] = {**versions(), **script_record(__file__)}
+    out["honest_note"] = (
+        "Reduced budget on a shared 2-core machine: a few hundred English sentences, 1-2 "
+        "epochs, lr 1e-4, word embeddings frozen. Standard fine-tuning is far from converged "
+        "here (POS English dev ~0.33), so a gain measures how much DLFA helps an undertrained "
+        "model, not the paper's converged mBERT comparison; a smaller, different model (e5-small).")
     out["tasks_missing"] = [t for t in CONFIG["tasks"] if t not in done]
     out["seconds"] = round(time.time() - t0, 1)
     out["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
