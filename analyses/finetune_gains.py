@@ -2,7 +2,7 @@
 
 The paper (arXiv 2205.08497) fine-tunes mBERT with the DLFA module and reports zero-shot gains
 over standard fine-tuning of XNLI +1.5, PAWS-X +2.4, NER +1.2 F1 and POS +1.5. This script
-runs the same comparison with :func:`probe.finetune.finetune` on e5-small-q4 for POS and NER,
+runs the same comparison with :func:`probe.finetune` (probe/finetuning.py) on e5-small-q4 for POS and NER,
 English -> de and zh:
 
 1. **Picking K (English dev only).** Three candidate layers fixed in advance, L/3, L/2 and
@@ -53,7 +53,7 @@ def candidates(n_layers: int) -> list[int]:
 
 def run(cfg: dict, model: str, out_root: Path, work: Path) -> dict:
     from probe.encoders import resolve_encoder
-    from probe.finetune import PAPER, PAPER_GAINS, finetune
+    from probe.finetuning import PAPER, PAPER_GAINS, finetune
 
     t0 = time.time()
     spec = resolve_encoder(model)
@@ -105,7 +105,7 @@ def run(cfg: dict, model: str, out_root: Path, work: Path) -> dict:
 
 def _write(out: dict, cfg: dict, t0: float, out_root: Path, work: Path) -> None:
     from probe.files import atomic_write_json
-    from probe.finetune import summary_figure
+    from probe.finetuning import summary_figure
 
     from analyses._common import script_record
     from probe.layerwise import versions

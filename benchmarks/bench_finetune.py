@@ -27,7 +27,7 @@ import _common as C  # noqa: E402
 
 
 def _data(args, tokenizer):
-    from probe import finetune as ft
+    from probe import finetuning as ft
     from probe.data.xtreme import UPOS_TAGS
 
     if args.quick:
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     C.setup_env(args.home)
     import torch
 
-    from probe import finetune as ft
+    from probe import finetuning as ft
     from probe.threads import torch_threads
 
     C.print_machine("bench_finetune")

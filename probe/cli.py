@@ -270,9 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--quiet", action="store_true", help="no progress bars")
 
     # Sub-commands defined next to the API they wrap.
-    from . import compare, figures, finetune, transfer
+    from . import compare, figures, finetuning, transfer
 
-    for module in (transfer, finetune, compare, figures):
+    for module in (transfer, finetuning, compare, figures):
         before = set(sub.choices)
         module.add_parser(sub)
         for name in set(sub.choices) - before:

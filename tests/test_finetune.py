@@ -1,4 +1,4 @@
-"""End-to-end fine-tuning with DLFA (probe.finetune) on the tests' tiny random encoder.
+"""End-to-end fine-tuning with DLFA (probe.finetuning, probe.finetune) on the tests' tiny random encoder.
 
 The tiny model and a tiny XTREME-layout data folder stand in for e5-small-q4 and the mirror:
 these tests check the mechanics (updates, reference step, resume, control, reporting), not
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from probe import finetune as ft
+from probe import finetuning as ft
 from probe.errors import ProbeError
 
 from tiny import LETTERS, tiny_bert, tiny_spec, unigram_tokenizer
