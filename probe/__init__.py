@@ -34,6 +34,8 @@ _EXPORTS = {
     "perturb_corpus": "probe.perturb",
     "fuse": "probe.transfer",
     "FusionResult": "probe.transfer",
+    "finetune": "probe.finetuning",
+    "FinetuneResult": "probe.finetuning",
     "FusionClassifier": "probe.fusion",
     "LinearProbe": "probe.probes",
     "ControlTask": "probe.probes",

@@ -262,9 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--quiet", action="store_true", help="no progress bars")
 
     # Sub-commands defined next to the API they wrap.
-    from . import compare, figures, plan, transfer
+    from . import compare, figures, finetuning, plan, transfer
 
-    for module in (transfer, compare, figures, plan):
+    for module in (transfer, finetuning, compare, figures, plan):
         before = set(sub.choices)
         module.add_parser(sub)
         for name in set(sub.choices) - before:

@@ -1,0 +1,336 @@
+"""End-to-end fine-tuning with DLFA (probe.finetuning, probe.finetune) on the tests' tiny random encoder.
+
+The tiny model and a tiny XTREME-layout data folder stand in for e5-small-q4 and the mirror:
+these tests check the mechanics (updates, reference step, resume, control, reporting), not
+any score.
+"""
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from probe import finetuning as ft
+from probe.errors import ProbeError
+
+from tiny import LETTERS, tiny_bert, tiny_spec, unigram_tokenizer
+
+UPOS = ["NOUN", "VERB", "ADJ"]
+
+
+class S:
+    def __init__(self, words, tags=None, label=None, n_first=None):
+        self.words, self.tags, self.label, self.n_first = words, tags, label, n_first
+
+
+def _sentences(n, seed, max_len=8):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        k = int(rng.integers(2, max_len))
+        words = ["".join(rng.choice(list(LETTERS), size=int(rng.integers(1, 4)))) for _ in range(k)]
+        out.append(S(words, tags=[UPOS[len(w) % 3] for w in words]))
+    return out
+
+
+def _no_dropout(model):
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    return model
+
+
+PARAMS = dict(lr=1e-3, warmup=0.0, batch_size=8, grad_accum=1, max_length=24, weight_decay=0.0,
+              max_grad_norm=1.0, dropout=0.0, epochs=3, precision="fp32", embeddings="full",
+              r=4, norm="layer", adam_betas=[0.9, 0.999], adam_eps=1e-8, eval_batch_size=16)
+
+
+def _trainer(encoded, dev=None, *, fusion=ft.FusionSpec("none"), ckpt=None, seed=0, **kw):
+    torch.manual_seed(seed)
+    enc = _no_dropout(tiny_bert(max_positions=24, seed=0))
+    net = ft.FinetuneModel(enc, "tagging", len(UPOS), fusion, dropout=0.0)
+    return ft._Trainer(net, encoded, dev, kind="tagging", metric="accuracy", label_names=UPOS,
+                       params={**PARAMS, **kw}, seed=seed, pad_id=1, device="cpu",
+                       ckpt_path=ckpt, log=lambda m: None)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return unigram_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def train_enc(tok):
+    return ft.encode_examples(tok, _sentences(24, 0), "tagging", UPOS, max_length=24)
+
+
+def test_encoding_labels_first_content_piece(tok):
+    enc = ft.encode_examples(tok, [S(["ab", "c"], tags=["NOUN", "VERB"])], "tagging", UPOS,
+                             max_length=24)
+    pieces = tok.convert_ids_to_tokens(enc.ids[0].tolist())
+    assert [pieces[p] for p in enc.positions[0]] == ["\u2581a", "\u2581c"]
+    assert enc.labels[0].tolist() == [0, 1]
+    # a pair: segment ids 1 from the second sentence's first piece on
+    pair = ft.encode_examples(tok, [S(["ab", "c", "d"], label="1", n_first=2)], "pair",
+                              ["0", "1"], max_length=24)
+    t = pair.types[0]
+    assert t[0] == 0 and t[-1] == 1 and set(t.tolist()) == {0, 1}
+    assert pair.labels.tolist() == [1]
+
+
+def test_a_step_changes_encoder_weights(train_enc):
+    tr = _trainer(train_enc, embeddings="sparse")
+    before = {n: p.detach().clone() for n, p in tr.model.encoder.named_parameters()}
+    rows = tr.epoch_batches(1)[0]
+    tr.train_step(rows)
+    after = dict(tr.model.encoder.named_parameters())
+    changed = [n for n in before if not torch.equal(before[n], after[n])]
+    assert any("encoder.layer.0" in n for n in changed) and any("encoder.layer.1" in n for n in changed)
+    emb = "embeddings.word_embeddings.weight"
+    used = torch.unique(torch.cat([torch.from_numpy(train_enc.ids[r]) for r in rows]))
+    diff = (before[emb] != after[emb].detach()).any(1)
+    assert diff[used].all() and diff.sum() == len(used)  # only the rows the batch used
+
+
+def test_one_step_matches_a_hand_written_reference(train_enc, tok):
+    tr = _trainer(train_enc)
+    ref = copy.deepcopy(tr.model)
+    init = copy.deepcopy(tr.model)
+    rows = tr.epoch_batches(1)[0]
+    loss = tr.train_step(rows)
+
+    # reference: pad by hand, first piece of each word from the tokenizer's word_ids,
+    # log-softmax loss, autograd, global-norm clipping, AdamW's update written out
+    sents = [train_enc.ids[r] for r in rows]
+    T = max(len(s) for s in sents)
+    ids = torch.full((len(rows), T), 1, dtype=torch.long)
+    mask = torch.zeros((len(rows), T), dtype=torch.long)
+    for b, s in enumerate(sents):
+        ids[b, :len(s)] = torch.from_numpy(s)
+        mask[b, :len(s)] = 1
+    picks, gold = [], []
+    for b, r in enumerate(rows):
+        words = [w for w in tok.convert_ids_to_tokens(train_enc.ids[r].tolist())]
+        seen = set()
+        wids = tok([_sentences(24, 0)[r].words], is_split_into_words=True).word_ids(0)
+        for p, w in enumerate(wids):
+            if w is not None and w not in seen:
+                seen.add(w)
+                picks.append((b, p))
+        gold += train_enc.labels[r].tolist()
+        assert words[0] == "<s>"
+    h = ref.encoder(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids)).last_hidden_state
+    W, bias = ref.head.out.weight, ref.head.out.bias
+    logits = torch.stack([h[b, p] for b, p in picks]) @ W.T + bias
+    ref_loss = -(torch.log_softmax(logits, -1)[torch.arange(len(gold)), torch.tensor(gold)]).mean()
+    assert abs(float(ref_loss.detach()) - loss) < 1e-6
+    params = [p for p in ref.parameters()]
+    grads = torch.autograd.grad(ref_loss, params, allow_unused=True)
+    norm = torch.sqrt(sum((g ** 2).sum() for g in grads if g is not None))
+    coef = min(1.0, 1.0 / (float(norm) + 1e-6))
+    lr, b1, b2, eps = PARAMS["lr"], 0.9, 0.999, 1e-8
+    with torch.no_grad():
+        for p, g in zip(params, grads):
+            if g is None:
+                continue
+            g = g * coef
+            m, v = (1 - b1) * g, (1 - b2) * g * g
+            p -= lr * (m / (1 - b1)) / (torch.sqrt(v / (1 - b2)) + eps)
+    got = dict(tr.model.named_parameters())
+    worst = max(float((got[n] - p).detach().abs().max()) for n, p in ref.named_parameters())
+    assert worst < 1e-6
+    moved = max(float((got[n] - p).abs().max()) for n, p in init.named_parameters())
+    assert moved > 1e-4  # the step did move the weights (lr 1e-3)
+
+
+def test_sparse_rows_first_step_equals_dense_adamw(train_enc):
+    dense, sparse = _trainer(train_enc), _trainer(train_enc, embeddings="sparse")
+    rows = dense.epoch_batches(1)[0]
+    dense.train_step(rows)
+    sparse.train_step(rows)
+    a, b = dict(dense.model.named_parameters()), dict(sparse.model.named_parameters())
+    assert max(float((a[n] - b[n]).abs().max()) for n in a) < 1e-6
+
+
+def test_resume_after_an_interrupted_epoch_gives_the_same_weights(train_enc, tok, tmp_path, monkeypatch):
+    dev = ft.encode_examples(tok, _sentences(10, 5), "tagging", UPOS, max_length=24)
+    whole = _trainer(train_enc, dev, embeddings="sparse", ckpt=tmp_path / "a.ckpt")
+    whole.fit()
+    ref = {n: p.detach().clone() for n, p in whole.model.named_parameters()}
+
+    ckpt = tmp_path / "b.ckpt"
+    first = _trainer(train_enc, dev, embeddings="sparse", ckpt=ckpt)
+    calls = {"n": 0}
+    step = ft._Trainer.train_step
+
+    def dying(self, rows):
+        calls["n"] += 1
+        if calls["n"] == 5:  # epoch 1 has 3 steps: die in the middle of epoch 2
+            raise KeyboardInterrupt
+        return step(self, rows)
+
+    monkeypatch.setattr(ft._Trainer, "train_step", dying)
+    with pytest.raises(KeyboardInterrupt):
+        first.fit()
+    monkeypatch.setattr(ft._Trainer, "train_step", step)
+    assert torch.load(ckpt, weights_only=False)["epoch"] == 1
+    again = _trainer(train_enc, dev, embeddings="sparse", ckpt=ckpt)
+    again.fit()
+    got = dict(again.model.named_parameters())
+    assert max(float((got[n] - ref[n]).detach().abs().max()) for n in ref) == 0.0
+    assert [h["epoch"] for h in json.loads(json.dumps(torch.load(ckpt, weights_only=False)["history"]))] == [1, 2, 3]
+
+
+def test_gate_fixed_control_is_the_mean_of_the_two_layers(train_enc):
+    torch.manual_seed(0)
+    enc = _no_dropout(tiny_bert(max_positions=24, layers=2, seed=0))
+    net = ft.FinetuneModel(enc, "tagging", 3, ft.FusionSpec("dlfa-fixed", 1), dropout=0.0).eval()
+    ids, mask, types, _ = ft._collate(train_enc, np.arange(6), 1, "cpu")
+    with torch.no_grad():
+        z = net.features(ids, mask, types)
+        hs = enc(input_ids=ids, attention_mask=mask, token_type_ids=types,
+                 output_hidden_states=True).hidden_states
+    real = mask.bool()
+    assert torch.allclose(z[real], ((hs[2] + hs[1]) / 2)[real], atol=1e-6)
+    assert (z[~real] == 0).all()
+    assert sum(p.numel() for p in net.fusion.parameters()) == 0
+    dl = ft.FinetuneModel(enc, "tagging", 3, ft.FusionSpec("dlfa", 1))
+    assert ft._trainable_count(dl, "full")["fusion"] > 0
+
+
+def test_all_majority_predictor_is_reported_at_chance():
+    rng = np.random.default_rng(0)
+    labels = [rng.choice([0, 0, 0, 1, 2], size=int(rng.integers(3, 9))) for _ in range(200)]
+    enc = ft.Encoded("tagging", [np.zeros(len(x) + 2) for x in labels], [None] * 200,
+                     [np.arange(1, len(x) + 1) for x in labels], labels)
+    rates = ft.reference_rates(enc, "accuracy", UPOS, train_majority=0)
+    assert rates["majority_label"] == "NOUN" and abs(rates["chance"] - 1 / 3) < 1e-12
+    seeds = []
+    for _ in range(3):
+        seeds.append(ft.example_counts(enc, [np.zeros(len(x), dtype=int) for x in labels],
+                                       "accuracy", UPOS))
+    counts = np.stack(seeds)
+    mean = ft.score_from_counts(counts[0].sum(0), "accuracy")
+    assert abs(mean - rates["majority"]) < 1e-12
+    ci = ft.seed_sentence_interval(counts, "accuracy", n_boot=300)
+    assert ft.at_chance(ci, mean, rates)
+    perfect = np.stack([ft.example_counts(enc, labels, "accuracy", UPOS)] * 3)
+    ci_p = ft.seed_sentence_interval(perfect, "accuracy", n_boot=300)
+    assert not ft.at_chance(ci_p, 1.0, rates)
+
+
+def test_interval_covers_seed_variance_and_one_seed_gives_no_gain_interval():
+    rng = np.random.default_rng(1)
+    n = 300
+    good = np.stack([rng.random(n) < 0.8, np.ones(n, bool)], 1).astype(int)
+    bad = np.stack([rng.random(n) < 0.5, np.ones(n, bool)], 1).astype(int)
+    same = ft.seed_sentence_interval(np.stack([good, good]), "accuracy", n_boot=400)
+    mixed = ft.seed_sentence_interval(np.stack([good, bad]), "accuracy", n_boot=400)
+    assert (mixed[1] - mixed[0]) > 2 * (same[1] - same[0])
+    assert ft.seed_sentence_interval(good[None], "accuracy", minus=bad[None]) is None
+    lo, hi = ft.seed_sentence_interval(np.stack([good, good]), "accuracy", n_boot=400,
+                                       minus=np.stack([bad, bad]))
+    assert 0.2 < lo < hi < 0.4
+
+
+def test_parse_fusion():
+    assert [s.name for s in ft.parse_fusion("none,dlfa:all", 3)] == ["none", "dlfa:0", "dlfa:1", "dlfa:2"]
+    assert ft.parse_fusion("dlfa-fixed:2", 12) == [ft.FusionSpec("dlfa-fixed", 2)]
+    for bad in ("dlfa", "dlfa:12", "mix:3", "none:1", "dlfa:x"):
+        with pytest.raises(ProbeError):
+            ft.parse_fusion(bad, 12)
+
+
+def _write_xtreme(root):
+    folder = root / "xtreme" / "udpos"
+    folder.mkdir(parents=True)
+    for name, n, seed in (("train-en", 40, 0), ("dev-en", 12, 1), ("dev-de", 12, 2), ("test-zh", 12, 3)):
+        lines = []
+        for s in _sentences(n, seed):
+            lines += [f"{w}\t{t}" for w, t in zip(s.words, s.tags)] + [""]
+        (folder / f"{name}.tsv").write_text("\n".join(lines) + "\n")
+
+
+def test_finetune_end_to_end_on_a_tiny_model(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PROBE_DATA_MIRROR", str(tmp_path / "mirror"))
+    _write_xtreme(tmp_path / "mirror")
+    spec = tiny_spec(max_positions=40)
+    res = ft.finetune("pos", "de,zh", model=spec, fusion="none,dlfa:1,dlfa-fixed:1", seeds=2,
+                      epochs=2, batch_size=8, max_length=32, lr=1e-3, n_boot=200,
+                      out=tmp_path / "out", save_model=tmp_path / "models", progress=False)
+    r = res.report
+    assert r["fine_tuned"] and r["n_seeds"] == 2 and r["target_split"] == {"de": "dev", "zh": "test"}
+    row = r["results"]["de"]["dlfa:1"]
+    assert row["gain_vs_none"]["ci95"] is not None and len(row["per_seed"]) == 2
+    assert r["parameters"]["dlfa:1"]["fusion"] > 0 and r["parameters"]["dlfa-fixed:1"]["fusion"] == 0
+    assert set(r["reference_rates"]["de"]) >= {"majority", "chance", "majority_train"}
+    assert r["paper"]["gain_points"] == 1.5 and "train" in r["data"]
+    paths = res.save(tmp_path / "out")
+    assert (tmp_path / "out" / "gains.png").is_file()
+    back = ft.FinetuneResult.load(tmp_path / "out")
+    assert back.report["results"] == json.loads(json.dumps(r["results"]))
+    assert "FinetuneResult(task='pos'" in repr(back) and "majority" in back.format_table()
+    assert ft.summary_figure([tmp_path / "out"], tmp_path / "summary.png")[0].is_file()
+    # a finished run is read back, not retrained
+    runs = sorted((tmp_path / "out" / "runs").glob("*.json"))
+    assert len(runs) == 6 and not list((tmp_path / "out" / "runs").glob("*.ckpt"))
+    # the saved encoder is a Hugging Face directory the other commands resolve and load
+    from probe.encoders import resolve_encoder
+
+    saved = tmp_path / "models" / "dlfa1-seed0"
+    enc = resolve_encoder(str(saved)).load()
+    assert enc.n_layers == 2 and (saved / "probe_finetune.json").is_file()
+    assert paths
+
+
+def test_cli_errors_are_one_line(tmp_path, monkeypatch, capsys):
+    from probe.cli import main
+
+    monkeypatch.setenv("PROBE_DATA_MIRROR", str(tmp_path / "mirror"))
+    _write_xtreme(tmp_path / "mirror")
+    code = main(["finetune", "--task", "pos", "--lang", "de", "--model", str(tmp_path / "nope"),
+                 "--fusion", "dlfa:1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("probe: error:")
+
+
+def test_bench_finetune_quick(capsys, tmp_path, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_finetune.py"
+    spec = importlib.util.spec_from_file_location("bench_finetune_under_test", bench)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--quick", "--home", str(tmp_path / "home")]) == 0
+    out = capsys.readouterr().out
+    assert "RATIO train step (sparse rows) time / bare fwd+bwd time:" in out
+    assert "not yet measured on a GPU" in out
+
+
+def test_pair_task_end_to_end_with_segment_ids(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROBE_DATA_MIRROR", str(tmp_path / "mirror"))
+    folder = tmp_path / "mirror" / "xtreme" / "xnli"
+    folder.mkdir(parents=True)
+    labels = ["entailment", "neutral", "contradiction"]
+    rng = np.random.default_rng(0)
+    for name, n in (("train-en", 30), ("dev-en", 9), ("test-de", 9)):
+        rows = []
+        for i in range(n):
+            a = " ".join(rng.choice(list(LETTERS), size=3))
+            b = " ".join(rng.choice(list(LETTERS), size=2))
+            rows.append(f"{a}\t{b}\t{labels[i % 3]}")
+        (folder / f"{name}.tsv").write_text("\n".join(rows) + "\n")
+    res = ft.finetune("xnli", "de", model=tiny_spec(max_positions=40), fusion="none,dlfa:0",
+                      seeds=1, epochs=1, batch_size=8, max_length=32, n_boot=100,
+                      out=tmp_path / "out", progress=False)
+    r = res.report
+    assert r["model"]["segment_ids"] and "10k MultiNLI" in r["task_info"]["training_data"]
+    assert r["results"]["de"]["dlfa:0"]["gain_vs_none"]["ci95"] is None  # one seed
+    assert abs(r["reference_rates"]["de"]["chance"] - 1 / 3) < 1e-12
+    row = r["results"]["de"]["none"]
+    assert row["at_chance"] == ft.at_chance(row["ci95"], row["mean"], r["reference_rates"]["de"])
+    assert "(1 seed)" in res.format_table()
