@@ -457,20 +457,22 @@ def _label_arrays(sentences) -> dict[str, tuple[np.ndarray, list[str] | None]]:
     return out
 
 
-def cache_key(spec, corpus, pooling: str, max_length: int | None = None) -> CacheKey:
+def cache_key(spec, corpus, pooling: str, max_length: int | None = None, input: str = "words") -> CacheKey:
     return CacheKey(model=spec.name, model_fingerprint=spec.fingerprint, corpus=corpus.name,
                     lang=corpus.lang, split=corpus.split, corpus_sha256=corpus.sha256,
-                    pooling=pooling, extractor=f"v{EXTRACTOR_VERSION}")
+                    pooling=pooling, extractor=f"v{EXTRACTOR_VERSION}", input=input)
 
 
 def extract(model, corpus: str, lang: str, split: str | None = None, *, pooling: str = "first",
             batch_tokens: int = DEFAULT_BATCH_TOKENS, device: str | None = None,
-            progress: bool = True, encoder=None, workers: int | None = None) -> CacheEntry:
+            progress: bool = True, encoder=None, workers: int | None = None,
+            input: str = "words") -> CacheEntry:
     """Extract (or open from cache) every layer's word vectors of one corpus split.
 
     ``model`` is a name (see :mod:`probe.encoders`) or an :class:`~probe.encoders.EncoderSpec`.
     ``workers``: batches run at once on CPU (default :data:`CPU_WORKERS` when torch has
-    that many threads; see :func:`resolve_workers`). Returns the
+    that many threads; see :func:`resolve_workers`). ``input``: ``"words"`` (pre-split
+    words) or ``"text"`` (the sentence's own text, see :mod:`probe.alignment`). Returns the
     :class:`~probe.cache.CacheEntry`; a cache hit loads no model.
     """
     from .data import get_corpus
@@ -482,13 +484,13 @@ def extract(model, corpus: str, lang: str, split: str | None = None, *, pooling:
     cdef = get_corpus(corpus)
     data = cdef.load(lang, split or cdef.splits[0], progress=progress)
     return extract_corpus(spec, data, pooling=pooling, batch_tokens=batch_tokens, device=device,
-                          progress=progress, encoder=encoder, workers=workers)
+                          progress=progress, encoder=encoder, workers=workers, input=input)
 
 
 def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DEFAULT_BATCH_TOKENS,
                    device: str | None = None, progress: bool = True, encoder=None,
                    shard: tuple[int, int] | None = None, publish: bool = True,
-                   workers: int | None = None) -> CacheEntry | None:
+                   workers: int | None = None, input: str = "words") -> CacheEntry | None:
     """Like :func:`extract` for an already loaded corpus (a ``probe.data.Corpus``).
 
     ``shard=(rank, world)`` computes only the chunks ``i`` with ``i % world == rank``
@@ -498,7 +500,9 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
     """
     if not data.sentences:
         raise ProbeError(f"corpus {data.name}/{data.lang}/{data.split} has no sentences")
-    key = cache_key(spec, data, pooling)
+    from .alignment import check_input
+
+    key = cache_key(spec, data, pooling, input=check_input(input))
     hit = open_entry(key)
     if hit is not None:
         return hit
@@ -515,8 +519,13 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
     sentences_words = [s.words for s in data.sentences]
     n_first = [getattr(s, "n_first", None) for s in data.sentences]
     is_pair = any(k is not None for k in n_first)
-    tok = Tokenization(encoder.tokenizer, sentences_words, encoder.max_length, pooling,
-                       n_first=n_first if is_pair else None)
+    if input == "text":
+        from .alignment import TextTokenization
+
+        tok = TextTokenization(encoder.tokenizer, data.sentences, encoder.max_length, pooling)
+    else:
+        tok = Tokenization(encoder.tokenizer, sentences_words, encoder.max_length, pooling,
+                           n_first=n_first if is_pair else None)
     if tok.clipped_words:
         print(f"probe: warning: {len(tok.clipped_words)} words of over-long sentence pairs did not fit "
               f"the model ({encoder.max_length} tokens) and get zero vectors (recorded in meta.json)",
@@ -681,6 +690,8 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
             else:
                 first.flush()
             builder.save_array(tmp, "offsets.npy", tok.offsets)
+            for name, arr in getattr(tok, "entry_arrays", dict)().items():  # input="text": flagged.npy
+                builder.save_array(tmp, name, arr)
             labels_meta = {}
             if is_pair:
                 seg = np.concatenate([(np.arange(len(w)) >= (k if k is not None else len(w))).astype(np.int8)
@@ -711,6 +722,7 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
             "hidden": H,
             "dtype": "float16",
             "pooling": pooling,
+            "input": tok.entry_meta() if input == "text" else {"mode": "words"},
             "n_sentences": n_sent,
             "n_words": n_total,
             "n_pieces": int(sum(lengths)),
