@@ -14,6 +14,9 @@ from .errors import ProbeError
 LAYER_NOTE = "Layer 0 is the embedding output; layer L is the last transformer layer."
 
 _COMMANDS: dict[str, Callable] = {}
+INPUT_HELP = ("what the model reads: 'words' = the corpus words pre-split (XTREME style), 'text' = the "
+              "sentence's own text, pieces aligned to words by character offsets; words without a piece "
+              "of their own are flagged (default: words)")
 
 
 def command(name: str):
@@ -42,12 +45,12 @@ def cmd_extract(args) -> int:
     for data in loaded:
         from .cache import open_entry
         from .extraction import cache_key
-        hit = open_entry(cache_key(spec, data, args.pooling))
+        hit = open_entry(cache_key(spec, data, args.pooling, input=args.input))
         if hit is None and encoder is None:
             encoder = spec.load()
         entry = hit or extract_corpus(spec, data, pooling=args.pooling, batch_tokens=args.batch_tokens,
                                       device=args.device, progress=not args.quiet, encoder=encoder,
-                                      workers=args.workers)
+                                      workers=args.workers, input=args.input)
         state = "cached" if hit else "built"
         print(f"{state:6s} {entry.path}  [{entry.n_layers} layers x {entry.n_words} words x "
               f"{entry.hidden}] {entry.n_sentences} sentences")
@@ -152,7 +155,7 @@ def cmd_layers(args) -> int:
     res = layers(args.lang, model=args.model, tasks=args.tasks, pooling=args.pooling, seed=args.seed,
                  n_boot=args.n_boot, tatoeba=not args.no_tatoeba, progress=not args.quiet,
                  device=args.device, train=_corpus_split(args.train), max_iter=args.max_iter,
-                 perturb=args.perturb)
+                 perturb=args.perturb, input=args.input, sentence=args.sentence)
     r = res.report
     print(f"model: {r['model']['name']} (fingerprint {r['model']['fingerprint'][:12]}); "
           f"English -> {', '.join(res.langs)}; {LAYER_NOTE}")
@@ -203,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "see `probe data ls`)")
     ex.add_argument("--pooling", default="first", choices=["first", "mean", "last"],
                     help="subword-to-word pooling (default: first content piece)")
+    ex.add_argument("--input", default="words", choices=["words", "text"], help=INPUT_HELP)
     ex.add_argument("--batch-tokens", type=int, default=DEFAULT_BATCH_TOKENS,
                     help=f"token budget per forward batch, padding included (default: {DEFAULT_BATCH_TOKENS})")
     ex.add_argument("--workers", type=int, default=None,
@@ -254,6 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--out", default="out/layers", help="output directory (default: out/layers)")
     la.add_argument("--pooling", default="first", choices=["first", "mean", "last"],
                     help="subword-to-word pooling (default: first content piece)")
+    la.add_argument("--input", default="words", choices=["words", "text"], help=INPUT_HELP)
+    la.add_argument("--sentence", default="mean-words", choices=["mean-words", "mean-pieces", "first", "native"],
+                    help="sentence vectors for CKA and retrieval: mean of the word vectors, mean of all "
+                         "input pieces, the first token, or the model's own recipe (e5: 'query: ' prefix, "
+                         "mean of all tokens) (default: mean-words)")
     la.add_argument("--seed", type=int, default=0, help="seed of probes, control task, bootstrap (default: 0)")
     la.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for 95%% CIs (default: 1000)")
     la.add_argument("--max-iter", type=int, default=30, help="L-BFGS iterations per probe (default: 30)")
