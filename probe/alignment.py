@@ -166,7 +166,9 @@ class TextTokenization:
                 if not ids:
                     ids, offs = [unk], [(0, len(s.text))]
                     self.n_replaced_words += len(s.words)
-                spans = s.spans if s.spans is not None else locate_spans(s.text, s.words)
+                spans = getattr(s, "spans", None)
+                if spans is None:
+                    spans = locate_spans(s.text, s.words)
                 if len(spans) != len(s.words):
                     raise ProbeError(f"sentence {s.sent_id}: {len(spans)} spans for {len(s.words)} words")
                 pieces, reason = align_words(s.text, spans, offs)
