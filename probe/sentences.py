@@ -141,7 +141,11 @@ def encode(encoder, ids: list[list[int]], keep: list[np.ndarray], *, layers: Seq
             w[b, :len(ids[i])] = torch.as_tensor(keep[i], dtype=torch.float32)
         w = w / w.sum(1, keepdim=True).clamp_min(1)
         with torch.inference_mode():
-            hs = model(input_ids=x.to(device), attention_mask=att.to(device), output_hidden_states=True).hidden_states
+            if layers == [n_all - 1]:  # the last layer only: no stack of every hidden state
+                hs = {n_all - 1: model(input_ids=x.to(device), attention_mask=att.to(device)).last_hidden_state}
+            else:
+                hs = model(input_ids=x.to(device), attention_mask=att.to(device),
+                           output_hidden_states=True).hidden_states
             for k, l in enumerate(layers):
                 v = torch.einsum("bth,bt->bh", hs[l].float(), w.to(hs[l].device))
                 out[k, batch] = v.half().cpu().numpy()
