@@ -182,3 +182,15 @@ def test_real_corpus_readers_give_spans_that_match_the_text(mirror):
                 if not shared:
                     assert s.text[span[0]:span[1]] == w
         assert (n_mwt > 0) == (lang == "de" and name == "pud")  # German PUD has zum/im/am...
+
+
+def test_layers_table_header_states_the_input_mode_and_sentence_vectors():
+    from probe.layerwise import LayerResult
+
+    res = LayerResult({"config": {"input": "text", "sentence": "native",
+                                  "flagged_words": {"train": 1674, "en": 375, "zh": 1962}}})
+    line = res.mode_line
+    assert line.startswith("input: text (the sentence text); sentence vectors: native")
+    assert "zh 1962" in line and "train 1674" in line
+    old = LayerResult({"config": {}})  # a report from before --input existed
+    assert old.mode_line == "input: words (pre-split words); sentence vectors: mean-words"
