@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import (cka_heatmaps, fusion_sweep, language_families, layer_tradeoff, retrieval_tatoeba, robustness,
-               scaling)
+from . import (cka_heatmaps, fusion_sweep, input_format, language_families, layer_tradeoff, retrieval_tatoeba,
+               robustness, scaling)
 
 #: name -> module, in run order
 ANALYSES: dict[str, ModuleType] = {
@@ -25,6 +25,7 @@ ANALYSES: dict[str, ModuleType] = {
     "fusion_sweep": fusion_sweep,
     "robustness": robustness,
     "scaling": scaling,
+    "input_format": input_format,
 }
 
 __all__ = ["ANALYSES"]

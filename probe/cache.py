@@ -52,15 +52,24 @@ class CacheKey:
     corpus_sha256: str
     pooling: str
     extractor: str = ""  # extractor settings that change numbers (window size, stride)
+    # What the model reads (probe.alignment.INPUTS): "words" (pre-split) or "text". The
+    # default is left out of the digest, so entries made before the field existed keep
+    # their address; any other value gives new entries.
+    input: str = "words"
 
     @property
     def digest(self) -> str:
-        payload = json.dumps({**self.__dict__, "format": FORMAT_VERSION}, sort_keys=True)
+        fields = dict(self.__dict__)
+        if fields["input"] == "words":
+            del fields["input"]
+        payload = json.dumps({**fields, "format": FORMAT_VERSION}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()
 
     @property
     def path(self) -> Path:
-        name = f"{_slug(self.corpus)}.{_slug(self.lang)}.{_slug(self.split)}.{self.pooling}.{self.digest[:16]}"
+        mode = "" if self.input == "words" else f".{_slug(self.input)}"
+        name = (f"{_slug(self.corpus)}.{_slug(self.lang)}.{_slug(self.split)}.{self.pooling}{mode}."
+                f"{self.digest[:16]}")
         return cache_dir() / _slug(self.model) / name
 
 
@@ -184,6 +193,19 @@ class CacheEntry:
     def offsets(self) -> np.ndarray:
         """``[n_sentences + 1]`` int64: words of sentence s are ``offsets[s]:offsets[s+1]``."""
         return self._npy("offsets.npy")
+
+    @property
+    def input(self) -> str:
+        """What the model read: ``"words"`` (pre-split) or ``"text"`` (see :mod:`probe.alignment`)."""
+        return self.meta.get("input", {}).get("mode", "words")
+
+    @property
+    def flagged(self) -> np.ndarray:
+        """``[n_words]`` bool: words without a piece of their own (``input="text"`` only;
+        all False for pre-split words, where every word has its own pieces)."""
+        if (self.path / "flagged.npy").exists():
+            return self._npy("flagged.npy")
+        return np.zeros(self.n_words, dtype=bool)
 
     @property
     def segment(self) -> np.ndarray | None:

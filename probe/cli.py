@@ -14,6 +14,9 @@ from .errors import ProbeError
 LAYER_NOTE = "Layer 0 is the embedding output; layer L is the last transformer layer."
 
 _COMMANDS: dict[str, Callable] = {}
+INPUT_HELP = ("what the model reads: 'words' = the corpus words pre-split (XTREME style), 'text' = the "
+              "sentence's own text, pieces aligned to words by character offsets; words without a piece "
+              "of their own are flagged (default: words)")
 
 
 def command(name: str):
@@ -43,7 +46,8 @@ def cmd_extract(args) -> int:
         from .cache import lock_entry, open_entry, published_here, verify_on_use
         from .extraction import cache_key
         device = None if args.device == "auto" else args.device
-        key = cache_key(spec, data, args.pooling, device=device, dtype=args.dtype)
+        key = cache_key(spec, data, args.pooling, device=device, dtype=args.dtype,
+                        input=args.input)
         hit = open_entry(key, checksums=verify_on_use())
         lock = None
         if hit is None:  # wait while another process builds it, then look again
@@ -60,7 +64,8 @@ def cmd_extract(args) -> int:
                 batch_tokens = auto_batch_tokens(encoder.model, pick_device(device), encoder.max_length)
             entry = hit or extract_corpus(spec, data, pooling=args.pooling, batch_tokens=batch_tokens,
                                           device=args.device, progress=not args.quiet, encoder=encoder,
-                                          workers=args.workers, dtype=args.dtype)
+                                          workers=args.workers, dtype=args.dtype,
+                                          input=args.input)
         finally:
             if lock is not None:
                 lock.release()
@@ -120,7 +125,8 @@ def cmd_layers(args) -> int:
     res = layers(args.lang, model=args.model, tasks=args.tasks, pooling=args.pooling, seed=args.seed,
                  n_boot=args.n_boot, tatoeba=not args.no_tatoeba, progress=not args.quiet,
                  device=args.device, train=_corpus_split(args.train), max_iter=args.max_iter,
-                 perturb=args.perturb, layers=args.layers)
+                 perturb=args.perturb, layers=args.layers,
+                 input=args.input, sentence=args.sentence)
     r = res.report
     print(f"model: {r['model']['name']} (fingerprint {r['model']['fingerprint'][:12]}); "
           f"English -> {', '.join(res.langs)}; {LAYER_NOTE}")
@@ -183,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "see `probe data ls`)")
     ex.add_argument("--pooling", default="first", choices=["first", "mean", "last"],
                     help="subword-to-word pooling (default: first content piece)")
+    ex.add_argument("--input", default="words", choices=["words", "text"], help=INPUT_HELP)
     ex.add_argument("--batch-tokens", type=_batch_tokens, default=DEFAULT_BATCH_TOKENS,
                     help=f"token budget per forward batch, padding included, or auto (on CUDA: half the "
                          f"free device memory; elsewhere the default) (default: {DEFAULT_BATCH_TOKENS})")
@@ -246,6 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--out", default="out/layers", help="output directory (default: out/layers)")
     la.add_argument("--pooling", default="first", choices=["first", "mean", "last"],
                     help="subword-to-word pooling (default: first content piece)")
+    la.add_argument("--input", default="words", choices=["words", "text"], help=INPUT_HELP)
+    la.add_argument("--sentence", default="mean-words", choices=["mean-words", "mean-pieces", "first", "native"],
+                    help="sentence vectors for CKA and retrieval: mean of the word vectors, mean of all "
+                         "input pieces, the first token, or the model's own recipe (e5: 'query: ' prefix, "
+                         "mean of all tokens) (default: mean-words)")
     la.add_argument("--seed", type=int, default=0, help="seed of probes, control task, bootstrap (default: 0)")
     la.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for 95%% CIs (default: 1000)")
     la.add_argument("--max-iter", type=int, default=30, help="L-BFGS iterations per probe (default: 30)")

@@ -524,7 +524,7 @@ def _is_pairs(corpus) -> bool:
 
 
 def cache_key(spec, corpus, pooling: str, max_length: int | None = None, *, device: str | None = None,
-              dtype: str = DEFAULT_DTYPE, encoder=None) -> CacheKey:
+              dtype: str = DEFAULT_DTYPE, encoder=None, input: str = "words") -> CacheKey:
     """The key of ``corpus`` extracted by ``spec``. ``device=None``: the device
     :func:`~probe.encoders.pick_device` chooses. Sentence pairs of a model with segment
     ids (see :func:`~probe.encoders.pair_segment_ids`) get their own key."""
@@ -534,20 +534,22 @@ def cache_key(spec, corpus, pooling: str, max_length: int | None = None, *, devi
     segments = _is_pairs(corpus) and pair_segment_ids(spec, encoder)
     return CacheKey(model=spec.name, model_fingerprint=spec.fingerprint, corpus=corpus.name,
                     lang=corpus.lang, split=corpus.split, corpus_sha256=corpus.sha256,
-                    pooling=pooling, extractor=extractor_tag(pick_device(device), dtype, segments))
+                    pooling=pooling, extractor=extractor_tag(pick_device(device), dtype, segments),
+                    input=input)
 
 
 def extract(model, corpus: str, lang: str, split: str | None = None, *, pooling: str = "first",
             batch_tokens: int = DEFAULT_BATCH_TOKENS, device: str | None = None,
             progress: bool = True, encoder=None, workers: int | None = None,
-            dtype: str = DEFAULT_DTYPE) -> CacheEntry:
+            dtype: str = DEFAULT_DTYPE, input: str = "words") -> CacheEntry:
     """Extract (or open from cache) every layer's word vectors of one corpus split.
 
     ``model`` is a name (see :mod:`probe.encoders`) or an :class:`~probe.encoders.EncoderSpec`.
     ``workers``: batches run at once on CPU (default :data:`CPU_WORKERS` when torch has
     that many threads; see :func:`resolve_workers`). ``device``: ``cpu``, ``cuda``,
     ``cuda:N``, ``mps`` or None (auto). ``dtype``: the forward's precision, one of
-    :data:`DTYPES` (float32 by default on every device; others under autocast). Returns
+    :data:`DTYPES` (float32 by default on every device; others under autocast). ``input``: ``"words"``
+    (pre-split words) or ``"text"`` (the sentence's own text, see :mod:`probe.alignment`). Returns
     the :class:`~probe.cache.CacheEntry`; a cache hit loads no model.
     """
     from .data import get_corpus
@@ -559,13 +561,14 @@ def extract(model, corpus: str, lang: str, split: str | None = None, *, pooling:
     cdef = get_corpus(corpus)
     data = cdef.load(lang, split or cdef.splits[0], progress=progress)
     return extract_corpus(spec, data, pooling=pooling, batch_tokens=batch_tokens, device=device,
-                          progress=progress, encoder=encoder, workers=workers, dtype=dtype)
+                          progress=progress, encoder=encoder, workers=workers, dtype=dtype, input=input)
 
 
 def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DEFAULT_BATCH_TOKENS,
                    device: str | None = None, progress: bool = True, encoder=None,
                    shard: tuple[int, int] | None = None, publish: bool = True,
-                   workers: int | None = None, dtype: str = DEFAULT_DTYPE) -> CacheEntry | None:
+                   workers: int | None = None, dtype: str = DEFAULT_DTYPE,
+                   input: str = "words") -> CacheEntry | None:
     """Like :func:`extract` for an already loaded corpus (a ``probe.data.Corpus``).
 
     ``shard=(rank, world)`` computes only the chunks ``i`` with ``i % world == rank``
@@ -575,10 +578,12 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
     """
     if not data.sentences:
         raise ProbeError(f"corpus {data.name}/{data.lang}/{data.split} has no sentences")
+    from .alignment import check_input
     from .encoders import check_device, pair_segment_ids, pick_device
 
     device = check_device(pick_device(device))
-    key = cache_key(spec, data, pooling, device=device, dtype=dtype, encoder=encoder)
+    key = cache_key(spec, data, pooling, device=device, dtype=dtype, encoder=encoder,
+                    input=check_input(input))
     hit = open_entry(key)
     if hit is not None:
         found, wanted = entry_precision(hit.meta), f"{dtype}@{device.split(':')[0]}"
@@ -600,8 +605,13 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
     n_first = [getattr(s, "n_first", None) for s in data.sentences]
     is_pair = any(k is not None for k in n_first)
     segments = is_pair and pair_segment_ids(spec, encoder)
-    tok = Tokenization(encoder.tokenizer, sentences_words, encoder.max_length, pooling,
-                       n_first=n_first if is_pair else None, segment_ids=segments)
+    if input == "text":
+        from .alignment import TextTokenization
+
+        tok = TextTokenization(encoder.tokenizer, data.sentences, encoder.max_length, pooling)
+    else:
+        tok = Tokenization(encoder.tokenizer, sentences_words, encoder.max_length, pooling,
+                           n_first=n_first if is_pair else None, segment_ids=segments)
     if tok.clipped_words:
         print(f"probe: warning: {len(tok.clipped_words)} words of over-long sentence pairs did not fit "
               f"the model ({encoder.max_length} tokens) and get zero vectors (recorded in meta.json)",
@@ -768,6 +778,8 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
             else:
                 first.flush()
             builder.save_array(tmp, "offsets.npy", tok.offsets)
+            for name, arr in getattr(tok, "entry_arrays", dict)().items():  # input="text": flagged.npy
+                builder.save_array(tmp, name, arr)
             labels_meta = {}
             if is_pair:
                 seg = np.concatenate([(np.arange(len(w)) >= (k if k is not None else len(w))).astype(np.int8)
@@ -798,6 +810,7 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
             "hidden": H,
             "dtype": "float16",
             "pooling": pooling,
+            "input": tok.entry_meta() if input == "text" else {"mode": "words"},
             "n_sentences": n_sent,
             "n_words": n_total,
             "n_pieces": int(sum(lengths)),

@@ -73,7 +73,8 @@ def entry_record(entry) -> dict:
     c = entry.meta["corpus"]
     return {"corpus": c["name"], "lang": c["lang"], "split": c["split"], "sha256": c["sha256"],
             "files": c.get("files", []), "n_sentences": entry.n_sentences, "n_words": entry.n_words,
-            "pooling": entry.meta["pooling"], "cache_key": entry.meta["key"]}
+            "pooling": entry.meta["pooling"], "cache_key": entry.meta["key"],
+            "input": entry.input, "flagged_words": int(np.asarray(entry.flagged).sum())}
 
 
 # ----------------------------------------------------------------------------- data
@@ -87,29 +88,30 @@ class Inputs:
     tatoeba: dict = field(default_factory=dict)  # lang -> (xx entry, eng entry)
 
 
-def open_or_extract(spec, data, pooling: str, *, loaded: dict, progress=True, device=None):
+def open_or_extract(spec, data, pooling: str, *, loaded: dict, progress=True, device=None, input="words"):
     """The cache entry of an already loaded corpus (e.g. a subset or a perturbed copy),
     extracted if missing. The model is loaded only then, once per ``loaded`` dict: pass the
     same dict to successive calls."""
     from .cache import open_entry
     from .extraction import cache_key, extract_corpus
 
-    entry = open_entry(cache_key(spec, data, pooling))
+    entry = open_entry(cache_key(spec, data, pooling, input=input))
     if entry is None:
         if "encoder" not in loaded:
             loaded["encoder"] = spec.load()
         entry = extract_corpus(spec, data, pooling=pooling, progress=progress, device=device,
-                               encoder=loaded["encoder"])
+                               encoder=loaded["encoder"], input=input)
     return entry
 
 
-def ensure_entries(spec, wanted: Sequence[tuple[str, str, str, str]], *, progress=True, device=None):
+def ensure_entries(spec, wanted: Sequence[tuple[str, str, str, str]], *, progress=True, device=None,
+                   input="words"):
     """Open or extract ``(corpus, lang, split, pooling)`` entries, loading the model at most once."""
     from .data import load_corpus
 
     loaded: dict = {}
     return [open_or_extract(spec, load_corpus(corpus, lang, split), pooling, loaded=loaded, progress=progress,
-                            device=device) for corpus, lang, split, pooling in wanted]
+                            device=device, input=input) for corpus, lang, split, pooling in wanted]
 
 
 def check_targets(langs: Sequence[str]) -> list[str]:
@@ -334,6 +336,8 @@ class LayerResult(ResultDisplay):
             cols["UPOS en"] = [x["accuracy"] for x in pr["upos"]["en"]]
             for lang in self.langs:
                 cols[f"UPOS {lang}"] = [x["accuracy"] for x in pr["upos"][lang]]
+                if any("unflagged" in x for x in pr["upos"][lang]):  # input="text": without flagged words
+                    cols[f"UPOS {lang} -flag"] = [x.get("unflagged", x)["accuracy"] for x in pr["upos"][lang]]
             cols["UPOS sel"] = pr["upos"]["selectivity_en"]
         if "deprel" in pr:
             cols["dep en"] = [x["accuracy"] for x in pr["deprel"]["en"]]
@@ -348,14 +352,27 @@ class LayerResult(ResultDisplay):
         df = pd.DataFrame(cols, index=pd.Index(self.layer_ids, name="layer"))
         return df
 
+    @property
+    def mode_line(self) -> str:
+        """What the model read and how sentence vectors were made (reports made before
+        these options existed read as the defaults of that time)."""
+        c = self.report["config"]
+        mode = c.get("input", "words")
+        line = f"input: {mode} ({'pre-split words' if mode == 'words' else 'the sentence text'}); " \
+               f"sentence vectors: {c.get('sentence', 'mean-words')}"
+        flagged = {k: v for k, v in c.get("flagged_words", {}).items() if v}
+        if flagged:
+            line += "; flagged words: " + ", ".join(f"{k} {v}" for k, v in flagged.items())
+        return line
+
     def format_table(self) -> str:
         df = self.table()
-        return df.to_string(float_format=lambda v: f"{v:.3f}")
+        return self.mode_line + "\n" + df.to_string(float_format=lambda v: f"{v:.3f}")
 
     def _meta(self, data_caption: str) -> dict:
         r = self.report
-        return {"model": r["model"], "data_caption": data_caption, "seed": r["seeds"]["probe"],
-                "versions": r["versions"]}
+        return {"model": r["model"], "data_caption": f"{data_caption}; {self.mode_line}",
+                "seed": r["seeds"]["probe"], "versions": r["versions"]}
 
     # -- figures
     def plot_probes(self, path: Path | None = None, *, ax=None):
@@ -667,6 +684,12 @@ def _probe_eval(fitted, task, entry, layer, seed, n_boot, control: bool = False)
     else:
         y_true, y_pred = y[ok], probe.predict(X)
     out = evaluate(y_true, y_pred, sentence_ids=sid, n_boot=n_boot, seed=seed)
+    flagged = np.asarray(entry.flagged)[ok]
+    if flagged.any():  # input="text": words without a piece of their own (probe.alignment)
+        clean = ~flagged
+        out["unflagged"] = {**evaluate(np.asarray(y_true)[clean], np.asarray(y_pred)[clean],
+                                       sentence_ids=sid[clean], n_boot=n_boot, seed=seed),
+                            "flagged_words": int(flagged.sum())}
     correct = np.asarray(y_true) == np.asarray(y_pred)
     out["per_sentence"] = {
         "correct": np.bincount(sid, weights=correct, minlength=entry.n_sentences).astype(int).tolist(),
@@ -713,7 +736,7 @@ def _langid(pud: dict, layer: int, seed: int, n_boot: int, probe_kw, holdout=0.2
 
 
 def _similarity(pud: dict, tatoeba: dict, targets, layer_ids, en_key: str = SOURCE_LANG, *,
-                jackknife: int = 0, seed: int = 0, full: bool = True):
+                jackknife: int = 0, seed: int = 0, full: bool = True, sent=None):
     """CKA, CKA matrices and retrieval of English vs each target; also per-sentence retrieval
     counts ``{lang: [n_layers, n_sentences, 2]}`` (hits in both directions, out of 2) and, with
     ``jackknife=g``, delete-a-group CKA replicates ``{lang: [n_layers, g]}`` (same groups
@@ -722,19 +745,23 @@ def _similarity(pud: dict, tatoeba: dict, targets, layer_ids, en_key: str = SOUR
     matrix, biased CKA or mean-centred retrieval): what the robustness comparison reads.
 
     Each language pair is memoised in the cache like the probes (keyed by both entries, the
-    settings and the source of the code that computes it)."""
+    settings and the source of the code that computes it). ``sent(entry, layer)``: the sentence
+    vectors (default: mean of the word vectors); its ``definition`` is part of the key."""
     from .cache import code_version, memoized
 
     similarity = _module_source("similarity")
     layer_ids = list(range(layer_ids + 1)) if isinstance(layer_ids, (int, np.integer)) else list(layer_ids)
+    sent = sent or _mean_words
+    definition = getattr(sent, "definition", "mean-words")
     en = pud[en_key]
     pair_code = code_version(_similarity_pair, _aligned_rows, _ret, similarity)
     cka, cka_mat, ret, counts, reps = {}, {}, {}, {}, {}
     for lang in targets:
         xx = pud[lang]
         r = memoized("similarity", {"en": en.meta["key"], "xx": xx.meta["key"], "layers": layer_ids,
-                                    "jackknife": jackknife, "seed": seed, "full": full},
-                     lambda: _similarity_pair(en, xx, layer_ids, jackknife=jackknife, seed=seed, full=full),
+                                    "jackknife": jackknife, "seed": seed, "full": full, "sentence": definition},
+                     lambda: _similarity_pair(en, xx, layer_ids, jackknife=jackknife, seed=seed, full=full,
+                                              sent=sent),
                      code=pair_code)
         cka[lang], ret[lang] = r["cka"], r["retrieval"]
         if full:
@@ -743,19 +770,26 @@ def _similarity(pud: dict, tatoeba: dict, targets, layer_ids, en_key: str = SOUR
         if jackknife:
             reps[lang] = np.asarray(r["jackknife"], dtype=np.float64)
     tat_code = code_version(_tatoeba_pair, _ret, similarity)
-    tat = {lang: memoized("retrieval-tatoeba", {"xx": xx.meta["key"], "eng": eng.meta["key"], "layers": layer_ids},
-                          lambda: _tatoeba_pair(xx, eng, layer_ids), code=tat_code)
+    tat = {lang: memoized("retrieval-tatoeba", {"xx": xx.meta["key"], "eng": eng.meta["key"], "layers": layer_ids,
+                                                 "sentence": definition},
+                          lambda: _tatoeba_pair(xx, eng, layer_ids, sent), code=tat_code)
            for lang, (xx, eng) in tatoeba.items()}
     return cka, cka_mat, {"pud": ret, "tatoeba": tat}, counts, reps
 
 
-def _similarity_pair(en, xx, layer_ids: list[int], *, jackknife: int, seed: int, full: bool) -> dict:
+def _mean_words(entry, layer: int):
+    """The default sentence vectors: the mean of the word vectors ``[n_sentences, hidden]``."""
+    return entry.sentence_vectors(layer, "mean")
+
+
+def _similarity_pair(en, xx, layer_ids: list[int], *, jackknife: int, seed: int, full: bool,
+                     sent=_mean_words) -> dict:
     """:func:`_similarity` for one pair of PUD entries, JSON-ready (rows: ``layer_ids``)."""
     from .similarity import cka_jackknife, cka_matrix, linear_cka
 
     ia, ib = _aligned_rows(en, xx)
-    A = [np.asarray(en.sentence_vectors(l, "mean"), dtype=np.float32)[ia] for l in layer_ids]
-    B = [np.asarray(xx.sentence_vectors(l, "mean"), dtype=np.float32)[ib] for l in layer_ids]
+    A = [np.asarray(sent(en, l), dtype=np.float32)[ia] for l in layer_ids]
+    B = [np.asarray(sent(xx, l), dtype=np.float32)[ib] for l in layer_ids]
     n = len(layer_ids)
     out: dict = {}
     if full:
@@ -781,12 +815,12 @@ def _similarity_pair(en, xx, layer_ids: list[int], *, jackknife: int, seed: int,
     return out
 
 
-def _tatoeba_pair(xx, eng, layer_ids: list[int]) -> dict:
+def _tatoeba_pair(xx, eng, layer_ids: list[int], sent=_mean_words) -> dict:
     """Tatoeba retrieval (plain and mean-centred) of one language's pairs at every layer."""
     out = {}
     for kind in ("plain", "centered"):
-        out[kind] = [_ret(np.asarray(eng.sentence_vectors(l, "mean"), dtype=np.float32),
-                          np.asarray(xx.sentence_vectors(l, "mean"), dtype=np.float32),
+        out[kind] = [_ret(np.asarray(sent(eng, l), dtype=np.float32),
+                          np.asarray(sent(xx, l), dtype=np.float32),
                           kind == "centered")[0] for l in layer_ids]
     out["n_pairs"] = xx.n_sentences
     return out
@@ -901,7 +935,7 @@ def layer_ranges(layers_: list[int]) -> str:
 _layer_ranges = layer_ranges
 
 
-def _perturbed_entries(spec, targets, perturbations, pooling, pud, progress, device, log):
+def _perturbed_entries(spec, targets, perturbations, pooling, pud, progress, device, log, input="words"):
     """``{(str(p), lang): (entry, changed_fraction)}`` for perturbed target PUD text.
 
     A perturbation that changes no word (e.g. lowercase on Chinese) reuses the clean entry.
@@ -920,7 +954,7 @@ def _perturbed_entries(spec, targets, perturbations, pooling, pud, progress, dev
             if progress:
                 log(f"PUD {lang} perturbed by {p}: {frac:.1%} of the words changed")
             entry = pud[lang] if frac == 0 else open_or_extract(spec, data, pooling, loaded=loaded,
-                                                                 progress=progress, device=device)
+                                                                 progress=progress, device=device, input=input)
             out[(str(p), lang)] = (entry, frac)
     return out
 
@@ -929,7 +963,8 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
            pooling: str = "first", seed: int = 0, n_boot: int = 1000, tatoeba: bool = True,
            train: tuple[str, str] = ("ud", "dev+test"), C: float = 1.0, max_iter: int = 30,
            perturb=None, layers=None, progress: bool = True, device: str | None = None,
-           log=None) -> LayerResult:
+           log=None, input: str = "words",
+           sentence: str = "mean-words") -> LayerResult:
     """Run the per-layer analysis for English → each of ``langs``.
 
     ``tasks``: probe tasks, ``pos`` (or ``upos``: the UD tag set, recorded as ``upos``),
@@ -951,6 +986,13 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
     ``report["noise"]`` says, for every per-layer curve (probe accuracies and PUD retrieval:
     paired sentence bootstrap; CKA: delete-a-group jackknife), which layers are within noise
     of the best one.
+
+    ``input``: what the model reads, ``"words"`` (pre-split) or ``"text"`` (the sentence's
+    own text; see :mod:`probe.alignment`), for every entry (training, PUD, Tatoeba); with
+    ``"text"`` each probe result also has ``unflagged`` (accuracy without the flagged words).
+    ``sentence``: the sentence-vector definition for CKA and retrieval (see
+    :mod:`probe.sentences`). Both are recorded in the report and stated in the table and
+    figures.
     Returns a :class:`LayerResult`; ``result.report`` holds every number with the model,
     data, seeds and versions that produced it; ``result.counts`` the per-sentence outcomes.
     """
@@ -964,7 +1006,15 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
     tasks = _parse_tasks(tasks)
     targets = check_targets(langs)
     perturbations = parse_perturbations(perturb, seed=seed) if perturb else []
+    from .alignment import check_input
+    from .sentences import SentenceVectors, describe
+
+    check_input(input)
+    if perturb and sentence in ("mean-pieces", "native"):
+        raise ProbeError(f"--perturb with --sentence {sentence} is not supported yet (perturbed text has no "
+                         "stored corpus to re-encode); use --sentence mean-words or first")
     spec = resolve_encoder(model) if isinstance(model, str) else model
+    sent = SentenceVectors(spec, sentence, device=device or "cpu", progress=progress)
     wanted = [(train[0], SOURCE_LANG, train[1], pooling)]
     wanted += [("pud", lang, "test", pooling) for lang in [SOURCE_LANG] + targets]
     tat_langs = [l for l in targets if tatoeba and get_language(l).tatoeba]
@@ -972,12 +1022,12 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
         # Tatoeba has no gold word segmentation (whitespace tokens; a Chinese sentence is one
         # token), so its words are mean-pooled over all their pieces.
         wanted += [("tatoeba", lang, "xx", "mean"), ("tatoeba", lang, "eng", "mean")]
-    entries = ensure_entries(spec, wanted, progress=progress, device=device)
+    entries = ensure_entries(spec, wanted, progress=progress, device=device, input=input)
     train_entry = entries[0]
     pud = dict(zip([SOURCE_LANG] + targets, entries[1:2 + len(targets)]))
     tat = {lang: (entries[2 + len(targets) + 2 * i], entries[3 + len(targets) + 2 * i])
            for i, lang in enumerate(tat_langs)}
-    perturbed = _perturbed_entries(spec, targets, perturbations, pooling, pud, progress, device, log)
+    perturbed = _perturbed_entries(spec, targets, perturbations, pooling, pud, progress, device, log, input)
     t_extract = time.time() - t0
     L = train_entry.last_layer
     layer_ids = select_layers(layers, L)
@@ -1030,7 +1080,7 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
     counts = {t: {name: np.stack(v) for name, v in per.items()} for t, per in counts.items()}
     t_probe = time.time() - t0 - t_extract
     cka, cka_mat, retrieval, ret_counts, cka_reps = _similarity(pud, tat, targets, layer_ids, jackknife=CKA_GROUPS,
-                                                                seed=seed)
+                                                                seed=seed, sent=sent)
 
     # -- noise: which layers are indistinguishable from each curve's best layer
     noise = {"method": "paired sentence bootstrap of value(peak layer) - value(layer), 95% CI; a "
@@ -1070,7 +1120,7 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
                     row[task] = {"accuracy": acc, "drop": drops}
                 p_cka, _m, p_ret, p_counts, p_reps = _similarity(
                     {SOURCE_LANG: pud[SOURCE_LANG], lang: entry}, {}, [lang], layer_ids, jackknife=CKA_GROUPS,
-                    seed=seed, full=False)
+                    seed=seed, full=False, sent=sent)
                 row["cka"] = p_cka[lang]["debiased"]
                 row["cka_drop"] = [_row(jackknife_difference(cka[lang]["debiased"][l], row["cka"][l],
                                                              cka_reps[lang][l], p_reps[lang][l]))
@@ -1092,7 +1142,10 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
                    "probe": {"kind": "LinearProbe (multinomial logistic regression, L-BFGS)", **probe_kw},
                    "train": {"corpus": train[0], "split": train[1]},
                    "in_language_eval": "English PUD (held out: a different treebank from the training one)",
-                   "sentence_vectors": "mean of the layer's word vectors", "n_boot": n_boot,
+                   "sentence_vectors": describe(sentence, spec.name), "n_boot": n_boot,
+                   "input": input, "sentence": sentence,
+                   "flagged_words": {name: int(np.asarray(e.flagged).sum()) for name, e in
+                                     [("train", train_entry), *pud.items()]},
                    "control_task": "Hewitt & Liang 2019: each word type gets a fixed random label drawn "
                                    "from the training label distribution",
                    "perturb": [str(p) for p in perturbations]},

@@ -218,7 +218,7 @@ def perturb_corpus(corpus, p: Perturbation | str, seed: int = 0):
     sents = []
     for s in corpus.sentences:
         words = perturb_words(s.words, p, s.sent_id, alphabet)
-        sents.append(replace(s, words=words, text=_text(words, list(s.space_after))))
+        sents.append(replace(s, words=words, text=_text(words, list(s.space_after)), spans=None))
     base = getattr(corpus, "perturbation", None)
     tag = p.tag if not base else f"{base}+{p.tag}"
     return Corpus(name=corpus.name, lang=corpus.lang, split=f"{corpus.split}~{p.tag}", sentences=sents,

@@ -11,7 +11,8 @@ import pytest
 from probe.errors import ProbeError
 from probe.figures import add_parser, load_analyses, repo_root, run
 
-EXPECTED = ["layer_tradeoff", "cka_heatmaps", "language_families", "retrieval_tatoeba", "fusion_sweep", "robustness", "scaling"]
+EXPECTED = ["layer_tradeoff", "cka_heatmaps", "language_families", "retrieval_tatoeba", "fusion_sweep", "robustness", "scaling",
+            "input_format"]
 
 
 @pytest.fixture(scope="module")

@@ -56,6 +56,9 @@ class Sentence:
     ``label``: a sentence-level label (e.g. NLI class); ``n_first``: for a sentence pair,
     the number of words of the first sentence (``words = words_a + words_b``), encoded
     together in one forward pass.
+    ``spans``: ``[start, end)`` of each word in ``text`` (the words of a multiword token
+    share the token's span; None where the reader could not locate a word); None when the
+    reader records no spans (:mod:`probe.alignment` then locates the words itself).
     """
 
     sent_id: str
@@ -68,6 +71,7 @@ class Sentence:
     tags: list[str] | None = None
     label: str | None = None
     n_first: int | None = None
+    spans: list[tuple[int, int] | None] | None = None
 
     def __len__(self) -> int:
         return len(self.words)

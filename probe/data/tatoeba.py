@@ -16,6 +16,7 @@ from pathlib import Path
 from probe.data import Corpus, CorpusDef, Sentence, data_error as _error, register_corpus
 from probe.data.text import strip_bom, utf8_problem
 from probe.data.pins import LASER_COMMIT, SHA256
+from probe.data.spans import locate_spans
 from probe.download import RemoteFile
 from probe.errors import DataFormatError
 from probe.languages import LANGUAGES, Language
@@ -87,6 +88,7 @@ def _sentence(number: int, text: str) -> Sentence:
         head=None,
         deprel=None,
         space_after=[True] * (len(words) - 1) + [False],
+        spans=locate_spans(text, words),
     )
 
 

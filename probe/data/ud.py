@@ -21,6 +21,7 @@ import conllu.parser
 from probe.data import Corpus, CorpusDef, Sentence, data_error as _error, register_corpus
 from probe.data.pins import SHA256, UD_COMMITS
 from probe.data.text import strip_bom, utf8_problem
+from probe.data.spans import locate_spans
 from probe.download import RemoteFile
 from probe.errors import DataFormatError
 from probe.languages import LANGUAGES, Language
@@ -218,6 +219,7 @@ def _sentence(block: list[tuple[int, str]], index: int, path: object, name: str)
     space_after: list[bool] = []
     word_lines: list[int] = []
     surface: list[tuple[str, bool]] = []  # (form, space after) of the tokens in the text
+    surface_words: list[range] = []  # the words (0-based) each surface token stands for
     ranges: dict[int, tuple[int, bool]] = {}  # last word of a range -> (range line, space after)
     covered_until = 0
     for tok, token in zip(token_lines, parsed):
@@ -227,6 +229,7 @@ def _sentence(block: list[tuple[int, str]], index: int, path: object, name: str)
                              tok.number)
             ranges[tok.last] = (tok.number, _space_after(token.get("misc")))
             surface.append((token["form"], _space_after(token.get("misc"))))
+            surface_words.append(range(tok.first - 1, tok.last))
             covered_until = tok.last
             continue
         if tok.kind == "empty":
@@ -244,6 +247,7 @@ def _sentence(block: list[tuple[int, str]], index: int, path: object, name: str)
             space = space and ranges[word_id][1]
         else:
             surface.append((token["form"], space))
+            surface_words.append(range(word_id - 1, word_id))
         space_after.append(space)
 
     head_list: list[int] | None
@@ -266,6 +270,10 @@ def _sentence(block: list[tuple[int, str]], index: int, path: object, name: str)
     text = meta.get("text")
     if text is None:
         text = "".join(form + (" " if space else "") for form, space in surface).rstrip(" ")
+    spans: list[tuple[int, int] | None] = [None] * words
+    for span, word_ids in zip(locate_spans(str(text), [form for form, _ in surface]), surface_words):
+        for w in word_ids:
+            spans[w] = span
     return Sentence(
         sent_id=str(sent_id),
         text=str(text),
@@ -274,6 +282,7 @@ def _sentence(block: list[tuple[int, str]], index: int, path: object, name: str)
         head=head_list,
         deprel=None if all(d == "_" for d in deprels) else deprels,
         space_after=space_after,
+        spans=spans,
     )
 
 
