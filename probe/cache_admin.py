@@ -46,13 +46,16 @@ class Item:
 
 
 def _name_fields(name: str) -> dict:
-    """``corpus.lang.split.pooling.digest16`` (see :attr:`CacheKey.path`), best effort."""
+    """``corpus.lang.split.pooling[.input].digest16`` (see :attr:`CacheKey.path`), best effort."""
+    from .extraction import POOLINGS
+
     for suffix in (".partial",):
         name = name.removesuffix(suffix)
     parts = name.split(".")
     if len(parts) < 5:
         return {}
-    return {"corpus": parts[0], "lang": parts[1], "split": ".".join(parts[2:-2]), "pooling": parts[-2]}
+    end = -3 if parts[-2] not in POOLINGS and parts[-3] in POOLINGS and len(parts) >= 6 else -2
+    return {"corpus": parts[0], "lang": parts[1], "split": ".".join(parts[2:end]), "pooling": parts[end]}
 
 
 def scan(root: Path | None = None, *, checksums: bool = False) -> Iterator[Item]:
