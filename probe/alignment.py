@@ -1,6 +1,6 @@
 """Natural input: tokenize each sentence's own text once and map pieces back to words.
 
-``input="words"`` (the default, :class:`probe.extraction.Tokenization`) feeds the model
+``input="words"`` (the default, :class:`probe.tokenization.Tokenization`) feeds the model
 the corpus words pre-split, as XTREME does; for a SentencePiece model that puts a word
 boundary ``▁`` before every word, so Chinese or Japanese reach the model with a "space"
 between all words. ``input="text"`` (:class:`TextTokenization`, here) feeds the
@@ -123,13 +123,13 @@ def align_words(text: str, spans: Sequence[tuple[int, int] | None],
 class TextTokenization:
     """Piece-level view of a corpus tokenized from each sentence's raw text.
 
-    The same interface as :class:`probe.extraction.Tokenization` (``units``, ``offsets``,
+    The same interface as :class:`probe.tokenization.Tokenization` (``units``, ``offsets``,
     ``n_windowed``, ...), plus ``flagged`` (``[n_words]`` bool) and ``flag_counts``.
     """
 
     def __init__(self, tokenizer, sentences, max_length: int, pooling: str):
         from .data.spans import locate_spans
-        from .extraction import POOLINGS, Tokenization, Unit, _assign_windows, _window_plan
+        from .tokenization import POOLINGS, Tokenization, Unit, assign_windows, window_plan
 
         if pooling not in POOLINGS:
             raise ProbeError(f"unknown pooling {pooling!r}; choose from {', '.join(POOLINGS)}")
@@ -176,7 +176,7 @@ class TextTokenization:
                 self.reason[base:base + len(s.words)] = reason
                 self.n_pieces += len(ids)
                 self._add(lo + j, np.asarray(ids, dtype=np.int64), pieces, base, Unit,
-                          _window_plan, _assign_windows)
+                          window_plan, assign_windows)
 
     def _pooled(self, pieces: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         """``(pos, word)``: the pooled piece positions of each word (local word index)."""

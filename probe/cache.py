@@ -36,7 +36,7 @@ from .paths import cache_dir
 FORMAT_VERSION = 1
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text).strip("_") or "x"
 
 
@@ -67,10 +67,10 @@ class CacheKey:
 
     @property
     def path(self) -> Path:
-        mode = "" if self.input == "words" else f".{_slug(self.input)}"
-        name = (f"{_slug(self.corpus)}.{_slug(self.lang)}.{_slug(self.split)}.{self.pooling}{mode}."
+        mode = "" if self.input == "words" else f".{slug(self.input)}"
+        name = (f"{slug(self.corpus)}.{slug(self.lang)}.{slug(self.split)}.{self.pooling}{mode}."
                 f"{self.digest[:16]}")
-        return cache_dir() / _slug(self.model) / name
+        return cache_dir() / slug(self.model) / name
 
 
 def human_bytes(n: float) -> str:
@@ -543,7 +543,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _tmp_owner(name: str) -> int | None:
+def tmp_owner(name: str) -> int | None:
     """The pid in ``<entry>.tmp-<pid>`` / ``<entry>.tmp-rm-<pid>`` / ``.<file>.<pid>.<tid>.tmp``."""
     import re
 
@@ -560,7 +560,7 @@ def orphans(folder: Path) -> list[Path]:
     except OSError:
         return out
     for name in names:
-        pid = _tmp_owner(name)
+        pid = tmp_owner(name)
         if pid is not None and not _pid_alive(pid):
             out.append(Path(folder) / name)
     return out

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from .cache import CacheEntry, _slug, discard_dir, human_bytes, orphans, _tmp_owner
+from .cache import CacheEntry, slug, discard_dir, human_bytes, orphans, tmp_owner
 from .errors import CacheError, ProbeError
 from .locks import break_stale_lock, stale_locks
 from .paths import cache_dir
@@ -65,13 +65,13 @@ def scan(root: Path | None = None, *, checksums: bool = False) -> Iterator[Item]
         return
     for folder in sorted(root.glob("results/*/")) + sorted(root.glob("*/*.partial/")):
         for p in orphans(folder):
-            yield Item(p, "orphan", folder.parent.name, problems=[f"temporary of process {_tmp_owner(p.name)}, "
+            yield Item(p, "orphan", folder.parent.name, problems=[f"temporary of process {tmp_owner(p.name)}, "
                                                                    f"which is gone"])
     for model_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name not in NOT_ENTRY_DIRS):
         orphan_set = set(orphans(model_dir))
         for p in sorted(orphan_set):
             yield Item(p, "orphan", model_dir.name, **_name_fields(p.name.split(".tmp-")[0]),
-                       problems=[f"temporary of process {_tmp_owner(p.name)}, which is gone"])
+                       problems=[f"temporary of process {tmp_owner(p.name)}, which is gone"])
         for p in stale_locks(model_dir):
             yield Item(p, "stale-lock", model_dir.name, **_name_fields(p.name.removesuffix(".lock")),
                        problems=["lock file that no live process holds"])
@@ -107,10 +107,10 @@ def scan(root: Path | None = None, *, checksums: bool = False) -> Iterator[Item]
 
 def _matches(item: Item, args) -> bool:
     model = getattr(args, "model", None)
-    if model and item.model != model and item.model != _slug(model) and item.path.parent.name != _slug(model):
+    if model and item.model != model and item.model != slug(model) and item.path.parent.name != slug(model):
         return False
     corpus = getattr(args, "corpus", None)
-    if corpus and item.corpus != corpus and item.corpus != _slug(corpus):
+    if corpus and item.corpus != corpus and item.corpus != slug(corpus):
         return False
     lang = getattr(args, "lang", None)
     if lang and item.lang not in [x.strip() for x in lang.split(",")]:

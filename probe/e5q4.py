@@ -754,3 +754,22 @@ def embed(model, tokenizer, texts: str | Iterable[str], *, query: bool = False) 
         vec = acc / total
         out[i] = vec / max(np.linalg.norm(vec), 1e-6)
     return out[0] if single else out
+
+
+def converted() -> tuple[Path, str]:
+    """The dequantised model directory (converted once under ``$PROBE_HOME/models``) and its
+    fingerprint (the 4-bit file's sha256 and the converter version)."""
+    import sys
+
+    from .files import sha256_file_memo
+    from .paths import models_dir
+
+    bin_path = default_bin_path()
+    src_hash = sha256_file_memo(bin_path)
+    out = models_dir() / f"e5-small-q4-{src_hash[:12]}-v{E5Q4_CONVERTER_VERSION}"
+    if not (out / "model.safetensors").exists():
+        print(f"probe: converting {bin_path.name} (4-bit) into a BertModel under {out} (once)",
+              file=sys.stderr)
+        convert(bin_path, out)
+    fp = hashlib.sha256(f"e5q4|{src_hash}|{E5Q4_CONVERTER_VERSION}".encode()).hexdigest()
+    return out, fp

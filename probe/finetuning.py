@@ -1038,9 +1038,9 @@ def finetune(task: str, langs, model="e5-small-q4", fusion="none", seeds=1,
         (max_test, b_test, "max_test")))
     out_dir = Path(out or Path("out") / "finetune" / task)
 
-    from .transfer import _target_split  # the fuse harness's choice: test, else dev
+    from .transfer import target_split_of  # the fuse harness's choice: test, else dev
 
-    target_split = {lang: _target_split(task, lang) for lang in targets}
+    target_split = {lang: target_split_of(task, lang) for lang in targets}
     wanted = [("train", SOURCE_LANG, subsample_split("train", n_train, data_seed)),
               ("dev", SOURCE_LANG, subsample_split("dev", n_dev, data_seed))]
     wanted += [(f"target:{l}", l, subsample_split(target_split[l], n_test, data_seed))

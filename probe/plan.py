@@ -141,7 +141,7 @@ def _json_bytes(obj) -> int:
 def entry_disk_bytes(data, n_layers: int, hidden: int) -> int:
     """Bytes an entry of ``data`` takes on disk: what :func:`~probe.extraction.extract_corpus`
     writes (``n_layers`` = L + 1 hidden-state layers), meta.json estimated at 4 KiB."""
-    from .extraction import _label_arrays
+    from .extraction import label_arrays
 
     n_words = sum(len(s.words) for s in data.sentences)
     n_sent = len(data.sentences)
@@ -150,7 +150,7 @@ def entry_disk_bytes(data, n_layers: int, hidden: int) -> int:
     total += _npy_bytes((n_sent + 1,), 8)                          # offsets
     if any(getattr(s, "n_first", None) is not None for s in data.sentences):
         total += _npy_bytes((n_words,), 1)                         # segment
-    for arr, _vocab in _label_arrays(data.sentences).values():
+    for arr, _vocab in label_arrays(data.sentences).values():
         total += _npy_bytes(arr.shape, arr.itemsize)
     total += _json_bytes([s.words for s in data.sentences]) + _json_bytes([s.sent_id for s in data.sentences])
     return total + 4096
@@ -246,13 +246,13 @@ def _fusion_wanted(targets, n_train=1500, n_dev=500, n_test=500, data_seed=0):
     """The entries of compare's DLFA run (POS on XTREME UDPOS, its defaults)."""
     from .data.xtreme import corpus_name, subsample_split, task_def
     from .layerwise import SOURCE_LANG
-    from .transfer import _POOLING, _target_split
+    from .transfer import FUSION_POOLING, target_split_of
 
-    pooling = _POOLING[task_def("pos").kind]
+    pooling = FUSION_POOLING[task_def("pos").kind]
     name = corpus_name("pos")
     out = [(name, SOURCE_LANG, subsample_split("train", n_train, data_seed), pooling),
            (name, SOURCE_LANG, subsample_split("dev", n_dev, data_seed), pooling)]
-    return out + [(name, lang, subsample_split(_target_split("pos", lang), n_test, data_seed), pooling)
+    return out + [(name, lang, subsample_split(target_split_of("pos", lang), n_test, data_seed), pooling)
                   for lang in targets]
 
 
@@ -293,9 +293,9 @@ def plan(models, langs, *, command: str = "compare", corpus: str = "pud", split:
         L, H = int(config.num_hidden_layers), int(config.hidden_size)
         inter = int(getattr(config, "intermediate_size", 0) or getattr(config, "d_ff", 0) or 4 * H)
         heads = int(getattr(config, "num_attention_heads", 0) or 1)
-        from .encoders import _max_length
+        from .encoders import model_max_length
 
-        max_length = _max_length(model, tok)
+        max_length = model_max_length(model, tok)
         mp = ModelPlan(spec.name, L, H, params, emb_params, 0)
         biggest_batch = 0
         biggest_entry = 0
@@ -372,10 +372,10 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from .cli import _corpus_split
+    from .layerwise import parse_train
 
     p = plan(args.models, args.lang, command=args.what, corpus=args.corpus, split=args.split,
-             pooling=args.pooling, train=_corpus_split(args.train),
+             pooling=args.pooling, train=parse_train(args.train),
              tatoeba=(args.what == "layers") if args.tatoeba is None else args.tatoeba,
              fusion=not args.no_fusion, batch_tokens=args.batch_tokens,
              device=None if args.device == "auto" else args.device, dtype=args.dtype)

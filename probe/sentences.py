@@ -182,12 +182,12 @@ def cached(spec, data, definition: str, *, input: str = "words", layers: Sequenc
     """:func:`compute`, stored under ``$PROBE_HOME/cache/sentences/`` (atomic writes; the
     file name is a digest of the model fingerprint, corpus sha256, definition, input and
     layers, so it never goes stale). ``loaded``: a dict sharing one loaded encoder."""
-    from .cache import _slug, atomic_save_npy, cache_dir
+    from .cache import slug, atomic_save_npy, cache_dir
     from .files import atomic_write_json
 
     digest = _key(spec, data, definition, input, layers)
-    folder = cache_dir() / "sentences" / _slug(spec.name)
-    stem = f"{_slug(data.name)}.{_slug(data.lang)}.{_slug(data.split)}.{definition}.{digest[:16]}"
+    folder = cache_dir() / "sentences" / slug(spec.name)
+    stem = f"{slug(data.name)}.{slug(data.lang)}.{slug(data.split)}.{definition}.{digest[:16]}"
     npy, meta = folder / f"{stem}.npy", folder / f"{stem}.json"
     if npy.exists() and meta.exists():
         try:

