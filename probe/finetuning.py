@@ -9,6 +9,8 @@ seed asked for:
 * ``dlfa:K``: the AIF/DLFA block of :mod:`probe.fusion` (reused as is) fuses layer K with the
   last layer, ``Z = M * X_L + (1 - M) * X_K``, and the head reads ``Z``; encoder, block and
   head are trained jointly. ``dlfa:all`` runs every K = 0..L-1 and picks K on English dev;
+* ``dlfa-matched:K``: the capacity-matched control, :class:`probe.fusion.FixedGateFusion`
+  (DLFA's AIF block and parameter count, the two layers always weighted 0.5 each);
 * ``dlfa-fixed:K``: the control with the gate fixed at 0.5 (``Z = (X_L + X_K) / 2``): same
   head, same layers, no attention block, so "DLFA beats standard fine-tuning" can be told
   apart from "mixing in layer K at all helps".
@@ -131,7 +133,7 @@ class FusionSpec:
         return self.kind if self.k is None else f"{self.kind}:{self.k}"
 
 
-_FUSION_KINDS = ("none", "dlfa", "dlfa-fixed")
+_FUSION_KINDS = ("none", "dlfa", "dlfa-fixed", "dlfa-matched")
 
 
 def parse_fusion(text, n_layers: int | None) -> list[FusionSpec]:
@@ -150,7 +152,7 @@ def parse_fusion(text, n_layers: int | None) -> list[FusionSpec]:
             continue
         kind, _, k = item.partition(":")
         if kind not in _FUSION_KINDS:
-            raise ProbeError(f"unknown fusion {raw!r}; use none, dlfa:K, dlfa:all, dlfa-fixed:K")
+            raise ProbeError(f"unknown fusion {raw!r}; use none, dlfa:K, dlfa:all, dlfa-fixed:K, dlfa-matched:K")
         if kind == "none":
             if k:
                 raise ProbeError(f"fusion 'none' takes no layer, got {raw!r}")
@@ -321,7 +323,7 @@ def _build_model_class():
     import torch
     from torch import nn
 
-    from .fusion import DLFA, TokenTaggingHead
+    from .fusion import DLFA, FixedGateFusion, TokenTaggingHead
 
     class FinetuneModel(nn.Module):
         """Encoder + optional layer fusion + task head, trained end to end.
@@ -329,7 +331,9 @@ def _build_model_class():
         ``forward(input_ids, attention_mask, token_type_ids=None) -> logits`` with logits
         ``[B, T, C]`` (tagging: every piece; the loss reads first pieces) or ``[B, C]`` (pairs:
         the first token of the fused sequence). ``fusion.kind == "dlfa"``: :class:`probe.fusion.DLFA`
-        over hidden states ``K`` and ``L``; ``"dlfa-fixed"``: the 0.5 gate; ``"none"``: layer L.
+        over hidden states ``K`` and ``L``; ``"dlfa-fixed"``: the 0.5 gate (no parameters);
+        ``"dlfa-matched"``: :class:`probe.fusion.FixedGateFusion`, the 0.5 gate with DLFA's own
+        AIF block (the same parameter count as DLFA); ``"none"``: layer L.
         """
 
         def __init__(self, encoder, kind: str, n_labels: int, fusion: FusionSpec,
@@ -345,6 +349,10 @@ def _build_model_class():
                 self.fusion = DLFA(hidden, r=r, norm=norm)
             elif fusion.kind == "dlfa-fixed":
                 self.fusion = fixed_gate_module()(0.5)
+            elif fusion.kind == "dlfa-matched":
+                # capacity-matched control: DLFA's AIF block, the layers always at 0.5 each
+                self.fusion = FixedGateFusion(hidden, fusion.k, int(encoder.config.num_hidden_layers),
+                                              r=r, norm=norm)
             else:
                 self.fusion = None
             if kind == "tagging":
@@ -363,6 +371,8 @@ def _build_model_class():
             if not need_all:
                 return out.last_hidden_state
             hs = out.hidden_states
+            if self.fusion_spec.kind == "dlfa-matched":
+                return self.fusion(hs, attention_mask.bool())
             return self.fusion(hs[-1], hs[self.fusion_spec.k], attention_mask.bool())
 
         def forward(self, input_ids, attention_mask, token_type_ids=None):
@@ -1561,7 +1571,8 @@ def add_parser(subparsers) -> None:
                    help="encoder: e5-small-q4, a Hugging Face id or a local directory "
                         "(default: e5-small-q4)")
     p.add_argument("--fusion", default="none",
-                   help="none, dlfa:K, dlfa:all, dlfa-fixed:K, or a comma list (default: none)")
+                   help="none, dlfa:K, dlfa:all, dlfa-fixed:K, dlfa-matched:K (capacity-matched control), "
+                        "or a comma list (default: none)")
     p.add_argument("--seeds", default="1", help="number of seeds, or a comma list (default: 1)")
     p.add_argument("--max-examples", type=_count_or_all, default="auto", metavar="N|all",
                    help="seeded subsample of English training examples (default: auto = "

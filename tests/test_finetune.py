@@ -334,3 +334,23 @@ def test_pair_task_end_to_end_with_segment_ids(tmp_path, monkeypatch):
     row = r["results"]["de"]["none"]
     assert row["at_chance"] == ft.at_chance(row["ci95"], row["mean"], r["reference_rates"]["de"])
     assert "(1 seed)" in res.format_table()
+
+
+def test_capacity_matched_control_has_dlfas_parameters_and_weighs_both_layers_equally(train_enc):
+    torch.manual_seed(0)
+    enc = _no_dropout(tiny_bert(max_positions=24, layers=2, seed=0))
+    matched = ft.FinetuneModel(enc, "tagging", 3, ft.FusionSpec("dlfa-matched", 1), dropout=0.0).eval()
+    dlfa = ft.FinetuneModel(enc, "tagging", 3, ft.FusionSpec("dlfa", 1), dropout=0.0).eval()
+    n = [sum(p.numel() for p in m.fusion.parameters()) for m in (matched, dlfa)]
+    assert n[0] == n[1] > 0
+    ids, mask, types, _ = ft._collate(train_enc, np.arange(6), 1, "cpu")
+    with torch.no_grad():
+        z = matched.features(ids, mask, types)
+        hs = enc(input_ids=ids, attention_mask=mask, token_type_ids=types,
+                 output_hidden_states=True).hidden_states
+        # the layers enter only through their sum: swapping them changes nothing
+        swapped = matched.fusion([hs[0], hs[2], hs[1]], mask.bool())
+    real = mask.bool()
+    assert torch.allclose(z[real], swapped[real], atol=1e-6)
+    assert (z[~real] == 0).all()
+    assert ft.parse_fusion("dlfa-matched:1", 2) == [ft.FusionSpec("dlfa-matched", 1)]
