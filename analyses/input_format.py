@@ -41,9 +41,9 @@ MODES = ("words", "text")
 
 
 def _majority(entry, vocab) -> float:
-    from probe.layerwise import _label_ids
+    from probe.layerwise import entry_labels
 
-    y = _label_ids(entry, "upos", vocab)
+    y = entry_labels(entry, "upos", vocab)
     y = y[y >= 0]
     return float(np.bincount(y).max() / len(y)) if len(y) else float("nan")
 
@@ -127,7 +127,7 @@ def main(model: str = "e5-small-q4", out_root: Path = Path("."), quick: bool = F
         res[mode] = layers(langs, model=model, tasks=["upos"], tatoeba=False, seed=seed, n_boot=n_boot,
                            progress=False, input=mode, sentence=sentence)
     from probe.encoders import resolve_encoder
-    from probe.layerwise import _probe_vocab
+    from probe.layerwise import UPOS_TAGS
 
     spec = resolve_encoder(model)
     words_report = res["words"].report
@@ -137,7 +137,7 @@ def main(model: str = "e5-small-q4", out_root: Path = Path("."), quick: bool = F
     from probe.layerwise import ensure_entries
 
     opened = ensure_entries(spec, [("pud", lang, "test", "first") for lang in langs], progress=False)
-    vocab = _probe_vocab("upos", None)
+    vocab = list(UPOS_TAGS)
     results["majority"] = {lang: _majority(e, vocab) for lang, e in zip(langs, opened)}
     data = {mode: res[mode].report["data"] for mode in MODES}
     cfg = {"langs": langs, "modes": list(MODES), "sentence": sentence, "tasks": ["upos"], "n_boot": n_boot,

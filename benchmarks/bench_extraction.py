@@ -54,23 +54,15 @@ def _corpus(args, spec):
 
 def _batches(encoder, data, batch_tokens):
     """The (ids, attention mask) tensors of the batches extract_corpus runs, in its order."""
-    import torch
-
-    from probe.extraction import Tokenization, plan_batches
+    from probe.extraction import Tokenization, pad_batch, plan_batches
 
     tok = Tokenization(encoder.tokenizer, [s.words for s in data.sentences], encoder.max_length, "first")
     lengths = [len(u.input_ids) for u in tok.units]
     pad = encoder.tokenizer.pad_token_id if encoder.tokenizer.pad_token_id is not None else 0
     out = []
     for b in plan_batches(lengths, batch_tokens):
-        units = [tok.units[i] for i in b]
-        T = max(len(u.input_ids) for u in units)
-        ids = torch.full((len(units), T), pad, dtype=torch.long)
-        att = torch.zeros((len(units), T), dtype=torch.long)
-        for r, u in enumerate(units):
-            ids[r, :len(u.input_ids)] = torch.as_tensor(u.input_ids)
-            att[r, :len(u.input_ids)] = 1
-        out.append((ids, att))
+        inputs = pad_batch([tok.units[i] for i in b], pad)
+        out.append((inputs["input_ids"], inputs["attention_mask"]))
     return tok, out
 
 

@@ -39,16 +39,10 @@ def _sync(device):
 def _bare_forward_seconds(encoder, tok, batches, device, dtype, pad_id, rounds):
     import torch
 
-    prepared = []
-    for b in batches:
-        units = [tok.units[i] for i in b]
-        T = max(len(u.input_ids) for u in units)
-        ids = torch.full((len(units), T), pad_id, dtype=torch.long)
-        att = torch.zeros((len(units), T), dtype=torch.long)
-        for r, u in enumerate(units):
-            ids[r, :len(u.input_ids)] = torch.as_tensor(u.input_ids)
-            att[r, :len(u.input_ids)] = 1
-        prepared.append({"input_ids": ids.to(device), "attention_mask": att.to(device)})
+    from probe.extraction import pad_batch
+
+    prepared = [{name: t.to(device) for name, t in pad_batch([tok.units[i] for i in b], pad_id).items()}
+                for b in batches]
     times = []
     for _ in range(rounds):
         _sync(device)

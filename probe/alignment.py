@@ -22,7 +22,7 @@ Tatoeba's line) and aligns by character offsets:
   (the same plan as the words mode: each word is read in the window where it has the
   most context on both sides).
 
-The units produced are the same :class:`probe.extraction.Unit` objects, so the forward
+The units produced are the same :class:`probe.tokenization.Unit` objects, so the forward
 pass, pooling and cache are shared with the words mode.
 """
 from __future__ import annotations
@@ -33,6 +33,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import ProbeError
+from .tokenization import POOLINGS, Tokenization, Unit, piece_windows
 
 INPUTS = ("words", "text")
 
@@ -129,7 +130,6 @@ class TextTokenization:
 
     def __init__(self, tokenizer, sentences, max_length: int, pooling: str):
         from .data.spans import locate_spans
-        from .tokenization import POOLINGS, Tokenization, Unit, assign_windows, window_plan
 
         if pooling not in POOLINGS:
             raise ProbeError(f"unknown pooling {pooling!r}; choose from {', '.join(POOLINGS)}")
@@ -175,8 +175,7 @@ class TextTokenization:
                 base = int(self.offsets[lo + j])
                 self.reason[base:base + len(s.words)] = reason
                 self.n_pieces += len(ids)
-                self._add(lo + j, np.asarray(ids, dtype=np.int64), pieces, base, Unit,
-                          window_plan, assign_windows)
+                self._add(lo + j, np.asarray(ids, dtype=np.int64), pieces, base)
 
     def _pooled(self, pieces: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         """``(pos, word)``: the pooled piece positions of each word (local word index)."""
@@ -190,7 +189,7 @@ class TextTokenization:
             word.extend([w] * len(ps))
         return np.asarray(pos, dtype=np.int64), np.asarray(word, dtype=np.int64)
 
-    def _add(self, s, ids, pieces, base, Unit, window_plan, assign_windows):
+    def _add(self, s, ids, pieces, base):
         pos, word = self._pooled(pieces)
         if len(ids) <= self.budget:
             self.units.append(Unit(s, 0, self._with_specials(ids), pos + self.n_prefix, word + base))
@@ -201,13 +200,9 @@ class TextTokenization:
         # Shared (covering) pieces keep both arrays non-decreasing, as the plan needs.
         piece_start = np.maximum.accumulate(piece_start)
         piece_end = np.maximum.accumulate(piece_end)
-        windows = window_plan(piece_start, piece_end, self.budget)
-        owner = assign_windows(piece_start, piece_end, windows)
-        for k, (a, b) in enumerate(windows):
-            lo, hi = int(piece_start[a]), int(piece_end[b - 1])
-            if hi - lo > self.budget:  # one word longer than the model's limit
-                self.n_clipped_words += 1
-                hi = lo + self.budget
+        owner, spans, clipped = piece_windows(piece_start, piece_end, self.budget)
+        self.n_clipped_words += clipped
+        for k, (lo, hi) in enumerate(spans):
             mine = (owner[word] == k) & (pos >= lo) & (pos < hi)
             self.units.append(Unit(s, k, self._with_specials(ids[lo:hi]), pos[mine] - lo + self.n_prefix,
                                    word[mine] + base))

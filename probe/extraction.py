@@ -138,6 +138,27 @@ def plan_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
     return batches
 
 
+def pad_batch(units: list[Unit], pad_id: int) -> dict:
+    """The model inputs of a batch of units, right-padded to the longest: ``input_ids`` and
+    ``attention_mask`` ``[B, T]`` (int64, CPU), and ``token_type_ids`` when a unit has them."""
+    import torch
+
+    B, T = len(units), max(len(u.input_ids) for u in units)
+    ids = torch.full((B, T), pad_id, dtype=torch.long)
+    att = torch.zeros((B, T), dtype=torch.long)
+    with_types = any(u.token_type_ids is not None for u in units)
+    types = torch.zeros((B, T), dtype=torch.long) if with_types else None
+    for b, u in enumerate(units):
+        ids[b, :len(u.input_ids)] = torch.as_tensor(u.input_ids)
+        att[b, :len(u.input_ids)] = 1
+        if with_types and u.token_type_ids is not None:
+            types[b, :len(u.token_type_ids)] = torch.as_tensor(u.token_type_ids)
+    out = {"input_ids": ids, "attention_mask": att}
+    if with_types:
+        out["token_type_ids"] = types
+    return out
+
+
 def _forward_batch(encoder, units: list[Unit], device: str, pad_id: int, dtype: str = DEFAULT_DTYPE):
     """Run one batch; return word vectors ``[L+1, n_words_in_batch, H]`` (float16, CPU),
     their global word indices, and first-token vectors ``[L+1, n_first_windows, H]``
@@ -145,24 +166,12 @@ def _forward_batch(encoder, units: list[Unit], device: str, pad_id: int, dtype: 
     than float32: the forward runs under ``torch.autocast`` in that precision."""
     import torch
 
-    B = len(units)
-    T = max(len(u.input_ids) for u in units)
-    ids = torch.full((B, T), pad_id, dtype=torch.long)
-    att = torch.zeros((B, T), dtype=torch.long)
-    types = None
-    if any(u.token_type_ids is not None for u in units):
-        types = torch.zeros((B, T), dtype=torch.long)
-    for b, u in enumerate(units):
-        ids[b, :len(u.input_ids)] = torch.as_tensor(u.input_ids)
-        att[b, :len(u.input_ids)] = 1
-        if types is not None and u.token_type_ids is not None:
-            types[b, :len(u.token_type_ids)] = torch.as_tensor(u.token_type_ids)
+    batch = pad_batch(units, pad_id)
+    B, T = batch["input_ids"].shape
     flat_pos = torch.as_tensor(np.concatenate([b * T + u.pos for b, u in enumerate(units)]))
     words = np.concatenate([u.word for u in units])
     uniq, local = np.unique(words, return_inverse=True)
-    inputs = dict(input_ids=ids.to(device), attention_mask=att.to(device))
-    if types is not None:
-        inputs["token_type_ids"] = types.to(device)
+    inputs = {name: t.to(device) for name, t in batch.items()}
     device_type = torch.device(device).type
     with torch.inference_mode(), torch.autocast(device_type=device_type, dtype=getattr(torch, dtype),
                                                 enabled=dtype != "float32"):

@@ -64,6 +64,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .errors import ProbeError
+from .options import count_or_all, parse_budget, parse_seeds
+from .results import ResultDisplay, SavedFiles, report_file
 
 __all__ = [
     "finetune",
@@ -320,7 +322,6 @@ def fixed_gate_module():
 
 
 def _build_model_class():
-    import torch
     from torch import nn
 
     from .fusion import DLFA, FixedGateFusion, TokenTaggingHead
@@ -864,14 +865,11 @@ def example_counts(enc: Encoded, pred, metric: str, label_names: Sequence[str]) 
 
 
 def score_from_counts(totals, metric: str):
-    """Metric from summed counts ``[..., c]`` -> float or ``[...]``."""
-    t = np.asarray(totals, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if metric == "accuracy":
-            s = np.where(t[..., 1] > 0, t[..., 0] / np.maximum(t[..., 1], 1), 0.0)
-        else:
-            den = t[..., 1] + t[..., 2]
-            s = np.where(den > 0, 2 * t[..., 0] / np.maximum(den, 1), 0.0)
+    """Metric from summed counts ``[..., c]`` -> float or ``[...]``
+    (:func:`probe.stats.score_from_counts`, a plain float for one total)."""
+    from .stats import score_from_counts as scores
+
+    s = scores(totals, metric)
     return float(s) if s.ndim == 0 else s
 
 
@@ -1031,7 +1029,7 @@ def finetune(task: str, langs, model="e5-small-q4", fusion="none", seeds=1,
         cdef.check(lang, "test")
         if lang.code not in targets:
             targets.append(lang.code)
-    seed_list = _seeds(seeds)
+    seed_list = parse_seeds(seeds)
     if epochs < 1:
         raise ProbeError(f"epochs must be >= 1, got {epochs}")
     if precision not in ("fp32", "bf16", "fp16"):
@@ -1043,7 +1041,7 @@ def finetune(task: str, langs, model="e5-small-q4", fusion="none", seeds=1,
     spec = model if isinstance(model, EncoderSpec) else resolve_encoder(model)
     device = pick_device(device)
     b_train, b_dev, b_test = TASK_BUDGETS[task]
-    n_train, n_dev, n_test = (_budget(v, d, name) for v, d, name in (
+    n_train, n_dev, n_test = (parse_budget(v, d, name) for v, d, name in (
         (max_examples, b_train, "max_examples"), (max_dev, b_dev, "max_dev"),
         (max_test, b_test, "max_test")))
     out_dir = Path(out or Path("out") / "finetune" / task)
@@ -1153,30 +1151,6 @@ def finetune(task: str, langs, model="e5-small-q4", fusion="none", seeds=1,
     return FinetuneResult(report)
 
 
-def _seeds(seeds) -> list[int]:
-    if isinstance(seeds, str):
-        parts = [int(x) for x in seeds.replace(",", " ").split()]
-        seeds = parts[0] if len(parts) == 1 and "," not in seeds else parts
-    if isinstance(seeds, (int, np.integer)):
-        if seeds < 1:
-            raise ProbeError(f"seeds must be >= 1, got {seeds}")
-        return list(range(int(seeds)))
-    out = sorted({int(s) for s in seeds})
-    if not out:
-        raise ProbeError("no seeds given")
-    return out
-
-
-def _budget(value, default, name):
-    if isinstance(value, str):
-        if value != "auto":
-            raise ProbeError(f"{name} must be a number, None (all) or 'auto', got {value!r}")
-        return default
-    if value is not None and int(value) < 1:
-        raise ProbeError(f"{name} must be >= 1, got {value}")
-    return None if value is None else int(value)
-
-
 def _save_encoder(encoder, tokenizer, dest: Path, record: dict) -> None:
     """A Hugging Face model directory (config, safetensors, tokenizer) + how it was made."""
     from .files import atomic_write_json
@@ -1275,11 +1249,35 @@ def _build_report(*, task, td, spec, L, specs, seeds, targets, target_split, cor
     }
 
 
-class FinetuneResult:
-    """What :func:`finetune` measured; ``report`` is what ``finetune.json`` holds."""
+class FinetuneResult(ResultDisplay):
+    """What :func:`finetune` measured; ``report`` is what ``finetune.json`` holds. In Jupyter
+    it shows :meth:`table`."""
 
     def __init__(self, report: dict):
         self.report = report
+
+    def _headline(self) -> str:
+        r = self.report
+        return (f"{r['task']} fine-tuned {r['model']['name']} -> {', '.join(self.langs)}, "
+                f"{r['n_seeds']} seed(s)")
+
+    def table(self):
+        """Per fusion setting: each target's mean score, whether it is at chance and the gain
+        over ``none``, plus the trainable parameters, as a pandas DataFrame; the first row is
+        each target's majority-class rate."""
+        import pandas as pd
+
+        r = self.report
+        rows = [{lang: r["reference_rates"][lang]["majority"] for lang in self.langs}]
+        for name in r["fusions"]:
+            row = {"params": r["parameters"][name]["trainable"]}
+            for lang in self.langs:
+                res = r["results"][lang][name]
+                row[lang] = res["mean"]
+                row[f"{lang} at chance"] = res["at_chance"]
+                row[f"{lang} gain"] = (res.get("gain_vs_none") or {}).get("mean")
+            rows.append(row)
+        return pd.DataFrame(rows, index=pd.Index(["majority class"] + list(r["fusions"]), name="fusion"))
 
     @property
     def task(self) -> str:
@@ -1436,8 +1434,9 @@ class FinetuneResult:
         ax.set_ylabel("gain over standard fine-tuning (points)")
         return fig
 
-    def save(self, out_dir) -> list[Path]:
-        """Write ``finetune.json`` and the two figures (.png + .pdf) under ``out_dir``."""
+    def save(self, out_dir) -> SavedFiles:
+        """Write ``finetune.json`` and the two figures (.png + .pdf) under ``out_dir``; as a
+        path the returned list is ``out_dir`` (``FinetuneResult.load(res.save(d))``)."""
         from .files import atomic_write_json
         from .plotting import finish
 
@@ -1453,13 +1452,11 @@ class FinetuneResult:
         if any(n != "none" for n in self.report["fusions"]) and "none" in self.report["fusions"]:
             paths += finish(self.plot_gains(), out_dir / "gains.png", self._meta(cap),
                             f"DLFA gain over standard fine-tuning, {self.task}")
-        return paths
+        return SavedFiles(out_dir, paths)
 
     @classmethod
     def load(cls, path) -> "FinetuneResult":
-        path = Path(path)
-        if path.is_dir():
-            path = path / "finetune.json"
+        path = report_file(path, "finetune.json")
         try:
             rep = json.loads(path.read_text())
         except (OSError, ValueError) as e:
@@ -1531,23 +1528,6 @@ def summary_figure(paths, out: Path, fusion: str | None = None) -> list[Path]:
 # ----------------------------------------------------------------------------- CLI
 
 
-def _count_or_all(text: str):
-    import argparse
-
-    t = text.strip().lower()
-    if t == "all":
-        return None
-    if t == "auto":
-        return "auto"
-    try:
-        n = int(t)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, 'all' or 'auto', got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return n
-
-
 def add_parser(subparsers) -> None:
     """Add the ``finetune`` command to an ``argparse`` subparsers object."""
     import argparse
@@ -1574,12 +1554,12 @@ def add_parser(subparsers) -> None:
                    help="none, dlfa:K, dlfa:all, dlfa-fixed:K, dlfa-matched:K (capacity-matched control), "
                         "or a comma list (default: none)")
     p.add_argument("--seeds", default="1", help="number of seeds, or a comma list (default: 1)")
-    p.add_argument("--max-examples", type=_count_or_all, default="auto", metavar="N|all",
+    p.add_argument("--max-examples", type=count_or_all, default="auto", metavar="N|all",
                    help="seeded subsample of English training examples (default: auto = "
                         + ", ".join(f"{t} {b[0] or 'all'}" for t, b in TASK_BUDGETS.items()) + ")")
-    p.add_argument("--max-dev", type=_count_or_all, default="auto", metavar="N|all",
+    p.add_argument("--max-dev", type=count_or_all, default="auto", metavar="N|all",
                    help="seeded subsample of English dev (default: auto)")
-    p.add_argument("--max-test", type=_count_or_all, default="auto", metavar="N|all",
+    p.add_argument("--max-test", type=count_or_all, default="auto", metavar="N|all",
                    help="seeded subsample of each target (default: auto)")
     p.add_argument("--epochs", type=int, default=3, help="training epochs (default: 3)")
     p.add_argument("--lr", type=float, default=RECIPE["lr"], help="peak learning rate (default: 2e-5)")

@@ -217,6 +217,13 @@ def _label_ids(entry, task: str, vocab: list[str]) -> np.ndarray:
     return lut[np.where(raw >= 0, raw, len(names))]
 
 
+def entry_labels(entry, task: str, vocab: list[str]) -> np.ndarray:
+    """``[n_words]`` label ids of ``task`` in ``entry`` mapped onto ``vocab`` (``-1`` =
+    missing or not in ``vocab``; ``deprel`` reduced to universal relations), as the probes
+    read them."""
+    return _label_ids(entry, task, vocab)
+
+
 def _sentence_ids(entry) -> np.ndarray:
     return np.repeat(np.arange(entry.n_sentences), np.diff(entry.offsets))
 

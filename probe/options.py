@@ -212,3 +212,54 @@ def describe_os_error(exc: OSError) -> str:
     what = exc.strerror or str(exc) or type(exc).__name__
     fix = _FIXES.get(exc.errno)
     return f"{where}: {what}" + (f"; {fix}" if fix else "")
+
+
+# ----------------------------------------------------------------------------- shared parsers
+def parse_seeds(seeds) -> list[int]:
+    """A count ``n`` (or ``"n"``) -> seeds 0..n-1; a list (or ``"0,2,5"``) -> those seeds,
+    sorted and without duplicates. What ``seeds=`` means in every driver."""
+    import numpy as np
+
+    if isinstance(seeds, str):
+        try:
+            parts = [int(x) for x in seeds.replace(",", " ").split()]
+        except ValueError:
+            raise ProbeError(f"seeds must be a count or comma-separated integers, got {seeds!r}") from None
+        seeds = parts[0] if len(parts) == 1 and "," not in seeds else parts
+    if isinstance(seeds, (int, np.integer)):
+        if seeds < 1:
+            raise ProbeError(f"seeds must be >= 1, got {seeds}")
+        return list(range(int(seeds)))
+    out = sorted({int(s) for s in seeds})
+    if not out:
+        raise ProbeError("no seeds given")
+    return out
+
+
+def parse_budget(value, default: int | None, name: str) -> int | None:
+    """A subsample size: a count >= 1, None (everything) or ``"auto"`` (-> ``default``)."""
+    if isinstance(value, str):
+        if value != "auto":
+            raise ProbeError(f"{name} must be a number, None (all) or 'auto', got {value!r}")
+        return default
+    if value is not None and int(value) < 1:
+        raise ProbeError(f"{name} must be >= 1, got {value}")
+    return None if value is None else int(value)
+
+
+def count_or_all(text: str):
+    """argparse type of ``--max-*``: a positive integer, ``all`` (-> None) or ``auto``."""
+    import argparse
+
+    t = text.strip().lower()
+    if t == "all":
+        return None
+    if t == "auto":
+        return "auto"  # the task's budget
+    try:
+        n = int(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, 'all' or 'auto', got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return n

@@ -68,6 +68,26 @@ def assign_windows(piece_start, piece_end, windows) -> np.ndarray:
     return best
 
 
+def piece_windows(piece_start: np.ndarray, piece_end: np.ndarray, budget: int):
+    """The windows of a sentence too long for the model, from each word's piece range
+    ``[piece_start, piece_end)`` (both ``[n_words]``, non-decreasing).
+
+    Returns ``owner: [n_words]`` (the window each word is read from, see
+    :func:`assign_windows`), the piece range ``(lo, hi)`` of every window, and how many
+    windows were clipped to ``budget`` (a single word longer than the model's limit).
+    """
+    windows = window_plan(piece_start, piece_end, budget)
+    owner = assign_windows(piece_start, piece_end, windows)
+    spans, clipped = [], 0
+    for a, b in windows:
+        lo, hi = int(piece_start[a]), int(piece_end[b - 1])
+        if hi - lo > budget:
+            clipped += 1
+            hi = lo + budget
+        spans.append((lo, hi))
+    return owner, spans, clipped
+
+
 def token_id(tokenizer, token: str) -> int | None:
     """The id of ``token`` in the vocabulary, or None. Fast tokenizers answer from their
     backend; ``get_vocab()`` builds a Python dict of the whole vocabulary (~0.2 s for a
@@ -183,13 +203,9 @@ class Tokenization:
         idx = np.arange(len(ids))
         np.minimum.at(piece_start, wids[valid], idx[valid])
         np.maximum.at(piece_end, wids[valid], idx[valid] + 1)
-        windows = window_plan(piece_start, piece_end, self.budget)
-        owner = assign_windows(piece_start, piece_end, windows)
-        for k, (a, b) in enumerate(windows):
-            lo, hi = int(piece_start[a]), int(piece_end[b - 1])
-            if hi - lo > self.budget:  # one word longer than the model's limit
-                self.n_clipped_words += 1
-                hi = lo + self.budget
+        owner, spans, clipped = piece_windows(piece_start, piece_end, self.budget)
+        self.n_clipped_words += clipped
+        for k, (lo, hi) in enumerate(spans):
             sub_ids, sub_wids = ids[lo:hi], wids[lo:hi].copy()
             pos, w = self._pooled_pieces(sub_ids, sub_wids, n_words)
             mine = owner[w] == k

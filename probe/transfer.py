@@ -99,6 +99,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .errors import ProbeError
+from .options import count_or_all, parse_budget, parse_seeds
+
+_parse_seeds = parse_seeds  # the older name
 
 __all__ = [
     "fuse",
@@ -556,34 +559,6 @@ def _parse_targets(langs, task: str) -> list[str]:
     return out
 
 
-def _budget(value, default: int | None, name: str) -> int | None:
-    if isinstance(value, str):
-        if value != "auto":
-            raise ProbeError(f"{name} must be a number, None (all) or 'auto', got {value!r}")
-        return default
-    if value is not None and int(value) < 1:
-        raise ProbeError(f"{name} must be >= 1, got {value}")
-    return None if value is None else int(value)
-
-
-def _parse_seeds(seeds) -> list[int]:
-    """A count ``n`` (or ``"n"``) -> seeds 0..n-1; a list (or ``"0,2,5"``) -> those seeds."""
-    if isinstance(seeds, str):
-        try:
-            parts = [int(x) for x in seeds.replace(",", " ").split()]
-        except ValueError:
-            raise ProbeError(f"seeds must be a count or comma-separated integers, got {seeds!r}") from None
-        seeds = parts[0] if len(parts) == 1 and "," not in seeds else parts
-    if isinstance(seeds, (int, np.integer)):
-        if seeds < 1:
-            raise ProbeError(f"seeds must be >= 1, got {seeds}")
-        return list(range(int(seeds)))
-    out = sorted({int(s) for s in seeds})
-    if not out:
-        raise ProbeError("no seeds given")
-    return out
-
-
 def _parse_layers(layers, last: int | None) -> list[int] | None:
     """``"all"`` -> 0..L-1; ``"0,3,6"`` or a list -> those (checked against L when known)."""
     if layers is None or (isinstance(layers, str) and layers.strip().lower() == "all"):
@@ -714,7 +689,7 @@ def fuse(task: str, langs: Sequence[str] | str, model="e5-small-q4", layers="all
     task = task_name(task)  # "upos" is accepted for "pos" (one vocabulary with probe.layers)
     td = task_def(task)
     targets = _parse_targets(langs, task)
-    seed_list = _parse_seeds(seeds)
+    seed_list = parse_seeds(seeds)
     methods = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods)]
     bad = [m for m in methods if m not in METHODS]
     if bad:
@@ -737,7 +712,7 @@ def fuse(task: str, langs: Sequence[str] | str, model="e5-small-q4", layers="all
     if pooling not in POOLINGS:
         raise ProbeError(f"unknown pooling {pooling!r}; choose from {', '.join(POOLINGS)}")
     budget = TASK_BUDGETS[task]
-    n_train, n_dev, n_test = (_budget(v, default, name) for v, default, name in (
+    n_train, n_dev, n_test = (parse_budget(v, default, name) for v, default, name in (
         (max_examples, budget.train, "max_examples"), (max_dev, budget.dev, "max_dev"),
         (max_test, budget.test, "max_test")))
     if n_jobs is None:
@@ -1538,22 +1513,6 @@ def summary_figure(paths, out: Path) -> list[Path]:
 # ----------------------------------------------------------------------------- CLI
 
 
-def _count_or_all(text: str):
-    import argparse
-
-    if text.strip().lower() == "all":
-        return None
-    if text.strip().lower() == "auto":
-        return "auto"  # the task's budget
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {text!r}")
-    return n
-
-
 def add_parser(subparsers) -> None:
     """Add the ``fuse`` command to an ``argparse`` subparsers object."""
     import argparse
@@ -1601,13 +1560,13 @@ def add_parser(subparsers) -> None:
     p.add_argument("--methods", default=",".join(METHODS),
                    help="comma-separated subset of " + ", ".join(METHODS) +
                         " (last is always run; default: all)")
-    p.add_argument("--max-examples", type=_count_or_all, default="auto", metavar="N|all",
+    p.add_argument("--max-examples", type=count_or_all, default="auto", metavar="N|all",
                    help="seeded subsample of N English training examples, or all (default: auto "
                         "= the task's budget above); a subsample gets its own cache entry and is "
                         "reported")
-    p.add_argument("--max-dev", type=_count_or_all, default="auto", metavar="N|all",
+    p.add_argument("--max-dev", type=count_or_all, default="auto", metavar="N|all",
                    help="seeded subsample of English dev, or all (default: the task's budget)")
-    p.add_argument("--max-test", type=_count_or_all, default="auto", metavar="N|all",
+    p.add_argument("--max-test", type=count_or_all, default="auto", metavar="N|all",
                    help="seeded subsample of each target's test set, or all (default: the task's "
                         "budget)")
     p.add_argument("--epochs", type=int, default=3, help="training epochs per run (default: 3)")

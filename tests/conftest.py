@@ -96,3 +96,14 @@ def pytest_runtest_setup(item):  # module/session fixtures are built here
 def pytest_runtest_call(item):
     with _tier_guard(item):
         yield
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for the test (two shared cores: keep each test on one)."""
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)

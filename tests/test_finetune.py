@@ -273,6 +273,11 @@ def test_finetune_end_to_end_on_a_tiny_model(tmp_path, monkeypatch, capsys):
     back = ft.FinetuneResult.load(tmp_path / "out")
     assert back.report["results"] == json.loads(json.dumps(r["results"]))
     assert "FinetuneResult(task='pos'" in repr(back) and "majority" in back.format_table()
+    assert ft.FinetuneResult.load(paths).report == back.report  # save() returns the folder
+    table = back.table()
+    assert list(table.index) == ["majority class", "none", "dlfa:1", "dlfa-fixed:1"]
+    assert table.loc["none", "de"] == r["results"]["de"]["none"]["mean"]
+    assert "<table" in back._repr_html_()
     assert ft.summary_figure([tmp_path / "out"], tmp_path / "summary.png")[0].is_file()
     # a finished run is read back, not retrained
     runs = sorted((tmp_path / "out" / "runs").glob("*.json"))

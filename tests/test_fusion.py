@@ -27,13 +27,7 @@ from probe.fusion import (
 E = 16
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # two shared cores: keep each test on one
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _batch(lengths, hidden=E, seed=0):

@@ -18,12 +18,7 @@ from probe.stats import (at_chance, best_above_chance, bootstrap_indices, refere
 E = 16
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --------------------------------------------------------------------------- reference rates
