@@ -29,9 +29,10 @@ AdamW step when every row is updated. ``embeddings="sparse"`` (default) computes
 gradient and updates only the rows a batch used (AdamW moments kept per row, bias
 correction from the global step: "lazy" AdamW; with weight decay 0 its first step equals
 dense AdamW's exactly); ``"freeze"`` keeps the matrix fixed; ``"full"`` is dense AdamW. On a
-GPU, ``precision="bf16"``/``"fp16"`` runs forward and backward under autocast (fp16 with a
-gradient scaler) and ``grad_accum`` splits each batch into micro-batches (the loss is
-normalised over the whole batch, so the update equals the unsplit one up to rounding).
+GPU, ``dtype="bfloat16"``/``"float16"`` (the toolkit's ``--dtype`` vocabulary; the older
+``precision="bf16"|"fp16"`` still works, deprecated) runs forward and backward under autocast
+(float16 with a gradient scaler) and ``grad_accum`` splits each batch into micro-batches (the
+loss is normalised over the whole batch, so the update equals the unsplit one up to rounding).
 
 Resume: after every epoch a checkpoint (weights that can change, optimiser, schedule, dev
 history, best epoch's weights) is written atomically under ``<out>/runs``; a run started again
@@ -39,12 +40,20 @@ continues after the last finished epoch, and a finished run is read back, not re
 epoch's data order and dropout are seeded by ``(seed, epoch)``, so a resumed run ends with the
 same weights as an uninterrupted one.
 
-Numbers: per target, the seed-mean score, a 95% bootstrap interval that resamples seeds *and*
-target sentences, the gain over ``none`` (paired: the same seed and sentence resample for both;
-no interval from one seed), the majority-class rate (always predicting the target's most
-frequent class, and the English-train majority class) and chance (1/C for accuracy; a seeded
-uniform-random tagger for entity F1). A method whose interval reaches down to the majority or
-chance rate is marked "at chance". Layer indices: 0 = embedding output, L = last layer.
+Numbers: the definitions of ``probe fuse``, from :mod:`probe.stats`, so both harnesses mean the
+same thing by every number. Per target: the seed-mean score and a 95% interval over seeds *and*
+target sentences (:func:`probe.stats.seed_sentence_bootstrap`; with one seed, target sentences
+only); the gain over ``none`` and, for ``dlfa:K``, over its control at the same K
+(``dlfa-matched:K`` / ``dlfa-fixed:K``: does fusion help, or only the extra capacity?), each
+with a seed-and-sentence interval (the sentences resampled paired, each system's seeds
+independently; one seed: no gain interval); the majority-class rate (English training's most
+frequent label predicted everywhere, scored with the task metric) and the chance rate (random
+labels drawn with the English training frequencies), :func:`probe.stats.reference_rates`. A
+method whose interval reaches down to the majority rate is marked "at chance"
+(:func:`probe.stats.at_chance`). PAWS-X target pairs that are English training or selection
+pairs are dropped before scoring and counted (``leakage``,
+:func:`probe.data.xtreme.source_overlap`); run records keep every target example, so the drop
+happens when the report is built. Layer indices: 0 = embedding output, L = last layer.
 
 >>> res = finetune("pos", "de,zh", model="e5-small-q4", fusion="none", seeds=1,
 ...                max_examples=2000, epochs=2)                 # doctest: +SKIP
@@ -78,8 +87,6 @@ __all__ = [
     "encode_examples",
     "example_counts",
     "score_from_counts",
-    "seed_sentence_interval",
-    "reference_rates",
     "PAPER_GAINS",
     "RECIPE",
     "summary_figure",
@@ -89,6 +96,10 @@ __all__ = [
 
 SOURCE_LANG = "en"
 RUN_VERSION = 1  # bump when a run's numbers would change for the same inputs
+#: ``dtype`` (the toolkit's vocabulary, :data:`probe.extraction.DTYPES`) -> the value run keys
+#: store under ``params["precision"]`` (the name runs were first recorded with; kept so that
+#: existing run records keep their ids).
+PRECISIONS = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 IGNORE = -100
 
 #: Zero-shot gains of DLFA over standard fine-tuning reported by arXiv 2205.08497 for mBERT
@@ -873,83 +884,66 @@ def score_from_counts(totals, metric: str):
     return float(s) if s.ndim == 0 else s
 
 
-def seed_sentence_interval(counts, metric: str, n_boot: int = 1000, seed: int = 0,
-                           minus=None, alpha: float = 0.05):
-    """95% percentile interval of the seed-mean score, resampling seeds *and* sentences.
+def _reference(train: Encoded, target: Encoded, keep: np.ndarray, metric: str,
+               label_names: Sequence[str]) -> dict:
+    """Majority-class and chance rate of one target's kept examples (``keep: [n]`` bool),
+    with ``probe fuse``'s definitions: :func:`probe.stats.reference_rates` on the English
+    training labels, scored with the task metric (entity F1 through :func:`example_counts`)."""
+    from .stats import reference_rates
 
-    ``counts: [n_seeds, n_sent, c]``; with ``minus`` (same shape, the baseline) the interval
-    is of the paired difference: each replicate draws one seed resample (seed indices, the
-    same for both: seed s of the method is paired with seed s of the baseline) and one
-    sentence resample, used for both systems. Returns ``(lo, hi)``, or None for a
-    difference resting on a single seed (no seed variance to resample).
-    """
-    a = np.asarray(counts, dtype=np.float64)
-    n_seeds, n_sent, _ = a.shape
-    if minus is not None and n_seeds < 2:
-        return None
-    b = None if minus is None else np.asarray(minus, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    reps = np.empty(n_boot)
-    block = max(1, min(n_boot, (1 << 22) // max(1, n_sent)))
-    done = 0
-    while done < n_boot:
-        m = min(block, n_boot - done)
-        idx = rng.integers(0, n_sent, size=(m, n_sent))
-        w = np.zeros((m, n_sent))
-        np.add.at(w, (np.repeat(np.arange(m), n_sent), idx.ravel()), 1.0)
-        sidx = rng.integers(0, n_seeds, size=(m, n_seeds))
-        sa = score_from_counts(np.einsum("bn,snc->bsc", w, a), metric)  # [m, S]
-        val = np.take_along_axis(np.atleast_2d(sa), sidx, 1).mean(1)
-        if b is not None:
-            sb = score_from_counts(np.einsum("bn,snc->bsc", w, b), metric)
-            val = val - np.take_along_axis(np.atleast_2d(sb), sidx, 1).mean(1)
-        reps[done:done + m] = val
-        done += m
-    lo, hi = np.nanquantile(reps, [alpha / 2, 1 - alpha / 2])
-    return float(lo), float(hi)
-
-
-def reference_rates(enc: Encoded, metric: str, label_names: Sequence[str],
-                    train_majority: int, seed: int = 0) -> dict:
-    """Majority-class and chance rates on one target split.
-
-    ``majority``: always predicting the target's own most frequent label (the stricter,
-    oracle majority); ``majority_train``: always predicting English training's most
-    frequent label; ``chance``: 1/C for accuracy, the entity F1 of a seeded uniform random
-    tagger for F1.
-    """
-    C = len(label_names)
-    if enc.kind == "tagging":
-        flat = np.concatenate([x for x in enc.labels]) if len(enc) else np.zeros(0, int)
+    names = list(label_names)
+    rows = np.flatnonzero(keep)
+    score = None  # accuracy over labelled items, stats' default
+    if target.kind == "tagging":
+        train_flat = (np.concatenate(train.labels) if len(train) else np.zeros(0, np.int64))
+        gold = [np.asarray(target.labels[i], dtype=np.int64) for i in rows]
+        flat = np.concatenate(gold) if gold else np.zeros(0, np.int64)
+        if metric == "f1":
+            sub = Encoded("tagging", [target.ids[i] for i in rows], [target.types[i] for i in rows],
+                          [target.positions[i] for i in rows], gold)
+            cuts = np.cumsum([len(g) for g in gold])[:-1]
+            # pred: [n_words] over the kept sentences, in order
+            score = lambda pred: score_from_counts(  # noqa: E731
+                example_counts(sub, np.split(pred, cuts), "f1", names).sum(0), "f1")
     else:
-        flat = np.asarray(enc.labels)
-    flat = flat[flat >= 0]
-    target_major = int(np.bincount(flat, minlength=C).argmax()) if len(flat) else 0
+        train_flat = np.asarray(train.labels, dtype=np.int64)
+        flat = np.asarray(target.labels, dtype=np.int64)[rows]
+    r = reference_rates(train_flat, flat, score)  # stats' defaults, as in probe fuse
+    return {"majority": r.majority, "chance": r.chance,
+            "majority_label": names[r.majority_label], "metric": metric,
+            "n_chance_draws": r.n_chance_draws, "note": (
+                f"majority: predict the most frequent English training label "
+                f"({names[r.majority_label]!r}) everywhere; chance: random labels with the English "
+                f"training frequencies (mean of {r.n_chance_draws} draws); probe.stats.reference_rates")}
 
-    def const(label):
-        if enc.kind == "tagging":
-            pred = [np.full(len(x), label, dtype=np.int64) for x in enc.labels]
-        else:
-            pred = np.full(len(enc), label, dtype=np.int64)
-        return score_from_counts(example_counts(enc, pred, metric, label_names).sum(0), metric)
 
-    if metric == "accuracy":
-        chance = 1.0 / C
+def _interval(counts: np.ndarray, metric: str, n_boot: int) -> dict:
+    """95% interval of the seed-mean score, ``counts: [n_seeds, n_sent, c]``: over seeds and
+    sentences (:func:`probe.stats.seed_sentence_bootstrap`), or, from one seed, over target
+    sentences only (:func:`probe.stats.bootstrap_ci`, the same sentence resamples), as
+    ``probe fuse`` reports it."""
+    from .stats import bootstrap_ci, seed_sentence_bootstrap
+    from .stats import score_from_counts as scores
+
+    r = seed_sentence_bootstrap(counts, metric, n_boot=n_boot, seed=0)
+    if r.lo is not None:
+        ci, covers = [r.lo, r.hi], "training seeds and target sentences"
     else:
-        rng = np.random.default_rng(seed)
-        pred = [rng.integers(0, C, size=len(x)) for x in enc.labels]
-        chance = score_from_counts(example_counts(enc, pred, metric, label_names).sum(0), metric)
-    return {"majority": const(target_major), "majority_label": label_names[target_major],
-            "majority_train": const(train_majority),
-            "majority_train_label": label_names[train_majority], "chance": float(chance),
-            "chance_kind": "1/C" if metric == "accuracy" else "uniform random tagger (seed 0)"}
+        lo, hi = bootstrap_ci(lambda t: scores(t, metric), counts[0], n_boot=n_boot, seed=0)
+        ci, covers = [lo, hi], "target sentences only (one seed)"
+    return {"ci95": ci, "ci95_covers": covers, "n_seeds": r.n_seeds, "interval_note": r.note}
 
 
-def at_chance(ci, mean: float, rates: dict) -> bool:
-    """True when the interval (or, without one, the mean) reaches the majority/chance rate."""
-    floor = max(rates["majority"], rates["majority_train"], rates["chance"])
-    low = mean if ci is None else ci[0]
-    return bool(low <= floor)
+def _gain(counts: np.ndarray, base: np.ndarray, metric: str, n_boot: int, vs: str) -> dict:
+    """Seed-mean difference ``counts - base`` (``[n_seeds, n_sent, c]`` each, the same
+    sentences) with its seed-and-sentence interval; None interval from one seed."""
+    from .stats import seed_sentence_bootstrap
+
+    r = seed_sentence_bootstrap(counts, metric, minus=base, n_boot=n_boot, seed=0)
+    ci = None if r.lo is None else [r.lo, r.hi]
+    return {"vs": vs, "mean": r.estimate, "points": 100 * r.estimate, "ci95": ci,
+            "n_seeds": r.n_seeds, "note": r.note,
+            "significant": bool(ci is not None and (ci[0] > 0 or ci[1] < 0))}
 
 
 # ----------------------------------------------------------------------------- API
@@ -976,18 +970,60 @@ def _params_key(params: dict) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _run_params(*, lr, warmup, batch_size, grad_accum, max_length, weight_decay, max_grad_norm,
+                dropout, epochs, precision, embeddings, r, norm, eval_batch_size) -> dict:
+    """The recipe part of a run's key and record. Its fields and their values are part of
+    every run id (:func:`_run_id`): renaming or adding one orphans existing run records."""
+    return {"lr": lr, "warmup": warmup, "batch_size": int(batch_size),
+            "grad_accum": int(grad_accum), "max_length": int(max_length),
+            "weight_decay": weight_decay, "max_grad_norm": max_grad_norm,
+            "dropout": dropout, "epochs": int(epochs), "precision": precision,
+            "embeddings": embeddings, "r": int(r), "norm": norm,
+            "adam_betas": list(RECIPE["adam_betas"]), "adam_eps": RECIPE["adam_eps"],
+            "optimizer": "AdamW", "schedule": "linear with warm-up",
+            "eval_batch_size": int(eval_batch_size)}
+
+
+def _run_id(task: str, fusion: str, seed: int, fingerprint: str, data: dict, params: dict) -> str:
+    """File stem of one (fusion, seed) run's record and checkpoint under ``<out>/runs``:
+    ``data`` maps each role (``train``, ``dev``, ``target:<lang>``) to its corpus sha256."""
+    key = {"task": task, "fusion": fusion, "seed": seed, "model": fingerprint,
+           "data": data, "params": params, "run_version": RUN_VERSION}
+    return f"{fusion.replace(':', '')}-s{seed}-{_params_key(key)}"
+
+
+def _precision_of(dtype: str | None, precision: str | None) -> str:
+    """The internal precision (``fp32|bf16|fp16``) of ``dtype`` (``float32|bfloat16|float16``,
+    default float32) or of the deprecated ``precision`` alias."""
+    if dtype is not None and dtype not in PRECISIONS:
+        raise ProbeError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
+    if precision is None:
+        return PRECISIONS[dtype or "float32"]
+    import warnings
+
+    warnings.warn("precision= is deprecated; use dtype='float32'|'bfloat16'|'float16'",
+                  DeprecationWarning, stacklevel=3)
+    if precision not in PRECISIONS.values():
+        raise ProbeError(f"precision must be fp32, bf16 or fp16, got {precision!r} "
+                         f"(deprecated: use dtype float32, bfloat16 or float16)")
+    if dtype is not None and PRECISIONS[dtype] != precision:
+        raise ProbeError(f"dtype={dtype!r} and precision={precision!r} disagree; give dtype only")
+    return precision
+
+
 def finetune(task: str, langs, model="e5-small-q4", fusion="none", seeds=1,
              max_examples="auto", max_dev="auto", max_test="auto", epochs: int = 3,
              lr: float = RECIPE["lr"], warmup: float = RECIPE["warmup"],
              batch_size: int = RECIPE["batch_size"], max_length: int = RECIPE["max_length"],
              weight_decay: float = RECIPE["weight_decay"],
              max_grad_norm: float = RECIPE["max_grad_norm"], dropout: float = RECIPE["dropout"],
-             grad_accum: int = 1, precision: str = "fp32", embeddings: str = "sparse",
+             grad_accum: int = 1, dtype: str | None = None, embeddings: str = "sparse",
              r: int = 4, norm: str = "layer", eval_batch_size: int = 64, data_seed: int = 0,
              n_boot: int = 1000, n_threads: int | None = None, device: str | None = None,
              out: str | Path | None = None, save_model: str | Path | None = None,
              keep_checkpoints: bool = False, encoder=None, progress: bool = True,
-             log: Callable[[str], None] | None = None) -> "FinetuneResult":
+             log: Callable[[str], None] | None = None,
+             precision: str | None = None) -> "FinetuneResult":
     """Fine-tune ``model`` end to end on English ``task`` and evaluate zero-shot on ``langs``.
 
     Parameters
@@ -995,14 +1031,16 @@ def finetune(task: str, langs, model="e5-small-q4", fusion="none", seeds=1,
     task : ``pos``, ``ner``, ``xnli`` or ``pawsx``.
     langs : target languages (``"de,zh"`` or a list).
     model : encoder name (``e5-small-q4``, a local HF directory, ...) or an EncoderSpec.
-    fusion : ``"none"``, ``"dlfa:K"``, ``"dlfa:all"``, ``"dlfa-fixed:K"`` or a comma list.
+    fusion : ``"none"``, ``"dlfa:K"``, ``"dlfa:all"``, ``"dlfa-fixed:K"``,
+        ``"dlfa-matched:K"`` or a comma list.
     seeds : number of seeds (0..n-1) or a list.
     max_examples, max_dev, max_test : seeded subsamples (``data_seed``) of English train,
         English dev and each target; None = whole split; ``"auto"`` = :data:`TASK_BUDGETS`.
     epochs, lr, warmup (fraction of steps), batch_size, max_length, weight_decay,
     max_grad_norm, dropout : the recipe (XTREME's defaults, :data:`RECIPE`).
     grad_accum : micro-batches per optimiser step (``batch_size`` must be a multiple).
-    precision : ``fp32``, ``bf16`` or ``fp16`` (autocast; fp16 adds a gradient scaler on CUDA).
+    dtype : ``float32`` (default), ``bfloat16`` or ``float16``: autocast precision of forward
+        and backward (float16 adds a gradient scaler on CUDA); as ``--dtype`` elsewhere.
     embeddings : ``sparse`` (update used rows only), ``freeze`` or ``full`` (dense AdamW).
     r, norm : the DLFA block's bottleneck ratio and normalisation (:class:`probe.fusion.AIF`).
     out : folder for run records and checkpoints (``runs/``); default ``out/finetune/<task>``.
@@ -1010,11 +1048,12 @@ def finetune(task: str, langs, model="e5-small-q4", fusion="none", seeds=1,
         (one run: the folder itself; several: ``<dir>/<fusion>-seed<s>``).
     keep_checkpoints : keep each run's last checkpoint after it finished (default: remove).
     encoder : an already loaded :class:`probe.encoders.Encoder` of ``model``.
+    precision : deprecated alias of ``dtype`` (``fp32``, ``bf16``, ``fp16``).
     """
     import torch
 
     from .data import get_corpus
-    from .data.xtreme import corpus_name, subsample_split, task_def
+    from .data.xtreme import corpus_name, source_overlap, subsample_split, task_def
     from .encoders import EncoderSpec, pick_device, resolve_encoder
     from .languages import parse_langs
     from .layerwise import versions
@@ -1032,8 +1071,8 @@ def finetune(task: str, langs, model="e5-small-q4", fusion="none", seeds=1,
     seed_list = parse_seeds(seeds)
     if epochs < 1:
         raise ProbeError(f"epochs must be >= 1, got {epochs}")
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise ProbeError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+    precision = _precision_of(dtype, precision)
+    dtype = {v: k for k, v in PRECISIONS.items()}[precision]
     if embeddings not in ("sparse", "freeze", "full"):
         raise ProbeError(f"embeddings must be sparse, freeze or full, got {embeddings!r}")
     if not 0 <= warmup < 1:
@@ -1054,6 +1093,17 @@ def finetune(task: str, langs, model="e5-small-q4", fusion="none", seeds=1,
     wanted += [(f"target:{l}", l, subsample_split(target_split[l], n_test, data_seed))
                for l in targets]
     corpora = {role: cdef.load(lang, split, progress=progress) for role, lang, split in wanted}
+    # PAWS-X target pairs that are (translations of) English training/selection pairs are left
+    # out of every score, as in probe fuse; runs still predict them, so run keys and records
+    # do not depend on the rule
+    overlap = {l: source_overlap(corpora[f"target:{l}"]) for l in targets}
+    for l, mask in overlap.items():
+        if len(mask) and mask.all():
+            raise ProbeError(
+                f"{task} {l} {corpora[f'target:{l}'].split}: all {len(mask)} target pairs are "
+                f"translations of the English training or selection pairs (the same PAWS-X ids), "
+                f"so nothing is left to evaluate; use a language with a test file (de, zh)")
+    keep = {l: ~mask for l, mask in overlap.items()}
 
     with torch_threads(n_threads):
         enc_obj = encoder or spec.load()
@@ -1068,29 +1118,20 @@ def finetune(task: str, langs, model="e5-small-q4", fusion="none", seeds=1,
         encoded = {role: encode_examples(tok, c.sentences, td.kind, label_names, max_length,
                                          segment_ids=use_types) for role, c in corpora.items()}
         encode_s = time.perf_counter() - t0
-        train_labels = (np.concatenate(encoded["train"].labels) if td.kind == "tagging"
-                        else np.asarray(encoded["train"].labels))
-        train_majority = int(np.bincount(train_labels[train_labels >= 0],
-                                         minlength=len(label_names)).argmax())
-        rates = {l: reference_rates(encoded[f"target:{l}"], td.metric, label_names,
-                                    train_majority) for l in targets}
-        params = {"lr": lr, "warmup": warmup, "batch_size": int(batch_size),
-                  "grad_accum": int(grad_accum), "max_length": int(max_length),
-                  "weight_decay": weight_decay, "max_grad_norm": max_grad_norm,
-                  "dropout": dropout, "epochs": int(epochs), "precision": precision,
-                  "embeddings": embeddings, "r": int(r), "norm": norm,
-                  "adam_betas": list(RECIPE["adam_betas"]), "adam_eps": RECIPE["adam_eps"],
-                  "optimizer": "AdamW", "schedule": "linear with warm-up",
-                  "eval_batch_size": int(eval_batch_size)}
+        rates = {l: _reference(encoded["train"], encoded[f"target:{l}"], keep[l], td.metric,
+                               label_names) for l in targets}
+        params = _run_params(lr=lr, warmup=warmup, batch_size=batch_size, grad_accum=grad_accum,
+                             max_length=max_length, weight_decay=weight_decay,
+                             max_grad_norm=max_grad_norm, dropout=dropout, epochs=epochs,
+                             precision=precision, embeddings=embeddings, r=r, norm=norm,
+                             eval_batch_size=eval_batch_size)
         data_key = {role: c.sha256 for role, c in corpora.items()}
         init_state = {k: v.detach().clone() for k, v in base_model.state_dict().items()}
         base_emb = _word_embeddings(base_model).weight.detach().clone()
         runs = {}
         for fs in specs:
             for seed in seed_list:
-                key = {"task": task, "fusion": fs.name, "seed": seed, "model": spec.fingerprint,
-                       "data": data_key, "params": params, "run_version": RUN_VERSION}
-                run_id = f"{fs.name.replace(':', '')}-s{seed}-{_params_key(key)}"
+                run_id = _run_id(task, fs.name, seed, spec.fingerprint, data_key, params)
                 rec_path = out_dir / "runs" / f"{run_id}.json"
                 if rec_path.is_file() and not save_model:
                     runs[(fs.name, seed)] = json.loads(rec_path.read_text())
@@ -1144,7 +1185,8 @@ def finetune(task: str, langs, model="e5-small-q4", fusion="none", seeds=1,
     report = _build_report(task=task, td=td, spec=spec, L=L, specs=specs, seeds=seed_list,
                            targets=targets, target_split=target_split, corpora=corpora,
                            encoded=encoded, rates=rates, runs=runs, params=params,
-                           n_boot=n_boot, use_types=use_types, device=device)
+                           n_boot=n_boot, use_types=use_types, device=device, keep=keep,
+                           dtype=dtype)
     report["versions"] = versions()
     report["timings_s"] = {"total": round(time.time() - t_start, 1),
                            "tokenize": round(encode_s, 2)}
@@ -1167,14 +1209,35 @@ def _save_encoder(encoder, tokenizer, dest: Path, record: dict) -> None:
 # ----------------------------------------------------------------------------- report
 
 
+#: The controls of ``dlfa:K`` at the same K, in the order the report prefers them.
+CONTROLS = ("dlfa-matched", "dlfa-fixed")
+
+_LEAKAGE_RULE = ("target pairs whose PAWS-X id (dev line) occurs in the English training or "
+                 "selection share, or whose text equals such a pair, are dropped "
+                 "(probe.data.xtreme.source_overlap)")
+
+
 def _build_report(*, task, td, spec, L, specs, seeds, targets, target_split, corpora, encoded,
-                  rates, runs, params, n_boot, use_types, device) -> dict:
+                  rates, runs, params, n_boot, use_types, device, keep, dtype) -> dict:
+    """``finetune.json`` from the run records (``runs[(fusion, seed)]``, each target's
+    per-example ``counts: [c, n]``); ``keep[lang]: [n]`` bool selects the scored examples."""
+    from .stats import at_chance
+
     names = [s.name for s in specs]
     metric = td.metric
+    cache: dict = {}
 
-    def counts(name, lang):
-        return np.stack([np.asarray(runs[(name, s)]["targets"][lang]["counts"]).T
-                         for s in seeds])  # [S, n, c]
+    def counts(name, lang):  # [n_seeds, n_kept, c]
+        if (name, lang) not in cache:
+            per = []
+            for s in seeds:
+                c = np.asarray(runs[(name, s)]["targets"][lang]["counts"], dtype=np.int64).T
+                if len(c) != len(keep[lang]):
+                    raise ProbeError(f"run {name} seed {s}: {len(c)} {lang} examples recorded, "
+                                     f"the target has {len(keep[lang])}")
+                per.append(c[keep[lang]])
+            cache[(name, lang)] = np.stack(per)
+        return cache[(name, lang)]
 
     def dev_mean(name):
         vals = [runs[(name, s)]["dev_score"] for s in seeds]
@@ -1187,24 +1250,23 @@ def _build_report(*, task, td, spec, L, specs, seeds, targets, target_split, cor
     results = {}
     for lang in targets:
         rows = {}
-        for name in names:
+        for fs in specs:
+            name = fs.name
             c = counts(name, lang)
-            per_seed = [float(score_from_counts(x.sum(0), metric)) for x in c]
-            mean = float(np.mean(per_seed))
-            ci = seed_sentence_interval(c, metric, n_boot=n_boot)
-            row = {"mean": mean, "per_seed": per_seed,
+            per_seed = [float(x) for x in score_from_counts(c.sum(1), metric).reshape(-1)]
+            row = {"mean": float(np.mean(per_seed)), "per_seed": per_seed,
                    "std": float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else None,
-                   "ci95": list(ci), "ci95_kind": ("seeds and target sentences" if len(seeds) > 1
-                                                   else "target sentences only (one seed)"),
-                   "english_dev": dev_mean(name)}
-            row["at_chance"] = at_chance(ci, mean, rates[lang])
+                   **_interval(c, metric, n_boot), "english_dev": dev_mean(name)}
+            row["at_chance"] = at_chance(row["ci95"][0], rates[lang]["majority"], row["mean"])
             if "none" in names and name != "none":
-                base = counts("none", lang)
-                g = float(mean - np.mean([score_from_counts(x.sum(0), metric) for x in base]))
-                gci = seed_sentence_interval(c, metric, n_boot=n_boot, minus=base)
-                row["gain_vs_none"] = {"mean": g, "ci95": None if gci is None else list(gci),
-                                       "points": 100 * g,
-                                       "note": None if gci else "one seed: no gain interval"}
+                row["gain_vs_none"] = _gain(c, counts("none", lang), metric, n_boot, "none")
+            if fs.kind == "dlfa":
+                # fusion or capacity? DLFA over its control at the same K
+                ctl = {f"{k}:{fs.k}": _gain(c, counts(f"{k}:{fs.k}", lang), metric, n_boot,
+                                            f"{k}:{fs.k}")
+                       for k in CONTROLS if f"{k}:{fs.k}" in names}
+                if ctl:
+                    row["gain_vs_control"] = ctl
             rows[name] = row
         results[lang] = rows
     first = runs[(names[0], seeds[0])]
@@ -1215,6 +1277,10 @@ def _build_report(*, task, td, spec, L, specs, seeds, targets, target_split, cor
                       "n_words": c.n_words, "subsample": info,
                       "files": [{"relpath": f["relpath"], "sha256": f["sha256"]} for f in c.files],
                       "n_truncated_words": encoded[role].n_truncated_words}
+    leakage = {lang: {"n_dropped": int((~keep[lang]).sum()), "n_evaluated": int(keep[lang].sum()),
+                      "n_loaded": int(len(keep[lang])),
+                      "rule": _LEAKAGE_RULE if task == "pawsx" else
+                      "no shared ids between training data and targets"} for lang in targets}
     return {
         "kind": "probe.finetune",
         "task": task,
@@ -1232,14 +1298,28 @@ def _build_report(*, task, td, spec, L, specs, seeds, targets, target_split, cor
         "seeds": seeds,
         "n_seeds": len(seeds),
         "params": params,
+        "dtype": dtype,
         "device": device,
         "data": data,
+        "leakage": leakage,
         "reference_rates": rates,
         "results": results,
+        "statistics": {
+            "ci95": "percentile bootstrap over training seeds and target sentences "
+                    "(probe.stats.seed_sentence_bootstrap); one seed: target sentences only",
+            "gains": "difference of seed means; sentences resampled paired, each system's seeds "
+                     "independently; one seed: no gain interval",
+            "at_chance": "ci95 reaches down to the majority-class rate (probe.stats.at_chance)",
+            "reference_rates": "probe.stats.reference_rates: majority = English training's most "
+                               "frequent label everywhere; chance = random labels with English "
+                               "training frequencies",
+            "gain_vs_control": "dlfa:K minus its control at the same K (dlfa-matched:K: DLFA's "
+                               "parameters, gate fixed at 0.5; dlfa-fixed:K: gate 0.5, no block)"},
         "parameters": {n: runs[(n, seeds[0])]["parameters"] for n in names},
         "runs": [{k: v for k, v in runs[(n, s)].items() if k != "targets"} |
-                 {"targets": {l: runs[(n, s)]["targets"][l]["score"] for l in targets}}
-                 for n in names for s in seeds],
+                 {"targets": {l: score_from_counts(counts(n, l)[i].sum(0), metric)
+                              for l in targets}}
+                 for n in names for i, s in enumerate(seeds)],
         "paper": {"source": PAPER, "gain_points": PAPER_GAINS.get(task),
                   "model": "mBERT (bert-base-multilingual-cased), full XTREME training data",
                   "note": "the paper's gain is DLFA over standard fine-tuning, averaged over "
@@ -1262,13 +1342,16 @@ class FinetuneResult(ResultDisplay):
                 f"{r['n_seeds']} seed(s)")
 
     def table(self):
-        """Per fusion setting: each target's mean score, whether it is at chance and the gain
-        over ``none``, plus the trainable parameters, as a pandas DataFrame; the first row is
-        each target's majority-class rate."""
+        """Per fusion setting: each target's mean score, whether it is at chance, the gain over
+        ``none`` and (``dlfa:K`` rows) over each control at the same K, plus the trainable
+        parameters, as a pandas DataFrame; the first rows are each target's majority-class and
+        chance rates."""
         import pandas as pd
 
         r = self.report
-        rows = [{lang: r["reference_rates"][lang]["majority"] for lang in self.langs}]
+        rows = [{lang: r["reference_rates"][lang][key] for lang in self.langs}
+                for key in ("majority", "chance")]
+        controls = [k for k in CONTROLS if any(n.startswith(k + ":") for n in r["fusions"])]
         for name in r["fusions"]:
             row = {"params": r["parameters"][name]["trainable"]}
             for lang in self.langs:
@@ -1276,8 +1359,13 @@ class FinetuneResult(ResultDisplay):
                 row[lang] = res["mean"]
                 row[f"{lang} at chance"] = res["at_chance"]
                 row[f"{lang} gain"] = (res.get("gain_vs_none") or {}).get("mean")
+                ctl = res.get("gain_vs_control") or {}
+                for k in controls:
+                    g = next((v for c, v in ctl.items() if c.split(":")[0] == k), None)
+                    row[f"{lang} gain vs {k}"] = None if g is None else g["mean"]
             rows.append(row)
-        return pd.DataFrame(rows, index=pd.Index(["majority class"] + list(r["fusions"]), name="fusion"))
+        return pd.DataFrame(rows, index=pd.Index(["majority class", "chance"] + list(r["fusions"]),
+                                                 name="fusion"))
 
     @property
     def task(self) -> str:
@@ -1305,12 +1393,21 @@ class FinetuneResult(ResultDisplay):
                  + ("seeds and target sentences" if r["n_seeds"] > 1 else
                     "target sentences only (one seed: no gain interval)")]
         lines.append(f"training data: {r['task_info']['training_data']}")
+        leak = r.get("leakage") or {}
+        if any(v["n_dropped"] for v in leak.values()) or r["task"] == "pawsx":
+            lines.append("dropped target pairs that are English training/selection pairs: "
+                         + ", ".join(f"{l} {v['n_dropped']} of {v['n_loaded']} "
+                                     f"({v['n_evaluated']} scored)" for l, v in leak.items()))
         head = f"{'fusion':14s} {'params':>11s} {'en dev':>7s}"
         for lang in self.langs:
-            maj = r["reference_rates"][lang]["majority"]
             head += (f" | {lang + ' (' + r['target_split'][lang] + ')':>12s} {'95% CI':>15s} "
                      f"{'majority':>8s} {'gain vs none':>22s}")
         lines.append(head)
+
+        def gain_text(g):
+            return f"{g['mean']:+.4f}" + (f" [{g['ci95'][0]:+.3f},{g['ci95'][1]:+.3f}]"
+                                          if g["ci95"] else " (1 seed)")
+
         for name in r["fusions"]:
             p = r["parameters"][name]["trainable"]
             dev = r["results"][self.langs[0]][name]["english_dev"] if self.langs else None
@@ -1319,21 +1416,26 @@ class FinetuneResult(ResultDisplay):
                 row = r["results"][lang][name]
                 ci = row["ci95"]
                 g = row.get("gain_vs_none")
-                gs = ""
-                if g:
-                    gs = f"{g['mean']:+.4f}" + (f" [{g['ci95'][0]:+.3f},{g['ci95'][1]:+.3f}]"
-                                                if g["ci95"] else " (1 seed)")
                 mark = "*" if row["at_chance"] else " "
                 maj = r["reference_rates"][lang]["majority"]
                 line += (f" | {row['mean']:11.4f}{mark} [{ci[0]:.3f},{ci[1]:.3f}] {maj:8.3f} "
-                         f"{gs:>22s}")
+                         f"{gain_text(g) if g else '':>22s}")
             lines.append(line)
+        ctl = [(name, c, {lang: r["results"][lang][name]["gain_vs_control"][c]
+                          for lang in self.langs})
+               for name in r["fusions"]
+               for c in (r["results"][self.langs[0]][name].get("gain_vs_control") or {})
+               if self.langs]
+        if ctl:
+            lines.append("DLFA over its control at the same K (fusion, not extra capacity, if > 0):")
+            for name, c, gains in ctl:
+                lines.append(f"  {name} - {c}: " + "; ".join(
+                    f"{lang} {gain_text(g)}" for lang, g in gains.items()))
         ref = "; ".join(f"{l}: majority {v['majority']:.3f} ({v['majority_label']}), "
-                        f"English-train majority {v['majority_train']:.3f} "
-                        f"({v['majority_train_label']}), chance {v['chance']:.3f}"
-                        for l, v in r["reference_rates"].items())
-        lines.append(f"reference rates: {ref}")
-        lines.append("* = at chance: the interval reaches the majority or chance rate")
+                        f"chance {v['chance']:.3f}" for l, v in r["reference_rates"].items())
+        lines.append(f"reference rates: {ref} (majority: English training's most frequent "
+                     f"label everywhere; chance: random labels with its frequencies)")
+        lines.append("* = at chance: the interval reaches down to the majority rate")
         pg = r["paper"]["gain_points"]
         if pg is not None:
             lines.append(f"paper ({r['paper']['model']}): DLFA over standard fine-tuning "
@@ -1388,7 +1490,7 @@ class FinetuneResult(ResultDisplay):
             ax.hlines(rr["majority"], i - 0.45, i + 0.45, colors="0.3", linestyles="--",
                       label="majority class" if i == 0 else None)
             ax.hlines(rr["chance"], i - 0.45, i + 0.45, colors="0.6", linestyles=":",
-                      label="chance" if i == 0 else None)
+                      label="chance (training label frequencies)" if i == 0 else None)
         ax.set_xticks(range(len(self.langs)))
         ax.set_xticklabels([f"{l} ({r['target_split'][l]})" for l in self.langs])
         ax.set_ylabel(r["task_info"]["metric"])
@@ -1396,7 +1498,9 @@ class FinetuneResult(ResultDisplay):
         return fig
 
     def plot_gains(self, ax=None):
-        """Measured gain over ``none`` per fusion and target next to the paper's gain."""
+        """Measured gain over ``none`` per fusion and target next to the paper's gain, and
+        (hatched) each ``dlfa:K``'s gain over its control at the same K; 95% intervals where
+        there is more than one seed."""
         import matplotlib.pyplot as plt
 
         from .plotting import palette, setup_style
@@ -1411,27 +1515,37 @@ class FinetuneResult(ResultDisplay):
         colors = palette(len(self.langs) + 1)
         labels = []
         x = 0
+
+        def bar(g, color, hatch=None):
+            ax.bar(x, g["points"], 0.8, color=color, hatch=hatch)
+            if g["ci95"]:
+                ax.errorbar(x, g["points"], yerr=[[g["points"] - 100 * g["ci95"][0]],
+                                                  [100 * g["ci95"][1] - g["points"]]],
+                            color="k", lw=1, capsize=2)
+
         for name in names:
             for i, lang in enumerate(self.langs):
                 g = r["results"][lang][name].get("gain_vs_none")
                 if not g:
                     continue
-                ax.bar(x, g["points"], 0.8, color=colors[i])
-                if g["ci95"]:
-                    ax.errorbar(x, g["points"], yerr=[[g["points"] - 100 * g["ci95"][0]],
-                                                      [100 * g["ci95"][1] - g["points"]]],
-                                color="k", lw=1, capsize=2)
+                bar(g, colors[i])
                 labels.append(f"{name}\n{lang}")
                 x += 1
+        for name in names:
+            for i, lang in enumerate(self.langs):
+                for c, g in (r["results"][lang][name].get("gain_vs_control") or {}).items():
+                    bar(g, colors[i], hatch="//")
+                    labels.append(f"{name}\n-{c}\n{lang}")
+                    x += 1
         pg = r["paper"]["gain_points"]
-        if pg is not None:
+        if pg is not None and "none" in r["fusions"]:
             ax.bar(x, pg, 0.8, color=colors[-1], hatch="..")
             labels.append("paper\n(mBERT)")
             x += 1
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xticks(range(len(labels)))
         ax.set_xticklabels(labels, fontsize=7)
-        ax.set_ylabel("gain over standard fine-tuning (points)")
+        ax.set_ylabel("gain (points) over standard\nfine-tuning; hatched: over the control")
         return fig
 
     def save(self, out_dir) -> SavedFiles:
@@ -1449,9 +1563,13 @@ class FinetuneResult(ResultDisplay):
         paths += finish(self.plot(), out_dir / "scores.png", self._meta(
             cap + "; bars: 95% interval; hatched = at chance"),
             f"Zero-shot {self.task}, fine-tuned {self.report['model']['name']}")
-        if any(n != "none" for n in self.report["fusions"]) and "none" in self.report["fusions"]:
-            paths += finish(self.plot_gains(), out_dir / "gains.png", self._meta(cap),
-                            f"DLFA gain over standard fine-tuning, {self.task}")
+        has_control = any(row.get("gain_vs_control") for res in self.report["results"].values()
+                          for row in res.values())
+        if has_control or (any(n != "none" for n in self.report["fusions"])
+                           and "none" in self.report["fusions"]):
+            paths += finish(self.plot_gains(), out_dir / "gains.png", self._meta(
+                cap + "; hatched: DLFA over its capacity control at the same K"),
+                f"DLFA gain over standard fine-tuning and over its control, {self.task}")
         return SavedFiles(out_dir, paths)
 
     @classmethod
@@ -1540,10 +1658,13 @@ def add_parser(subparsers) -> None:
             "head on English, keep the epoch with the best English-dev score, evaluate zero-shot\n"
             "on each target. --fusion none is standard fine-tuning; dlfa:K fuses layer K with the\n"
             "last layer through AIF/DLFA (trained jointly); dlfa:all runs every K and picks K on\n"
-            "English dev; dlfa-fixed:K is the control with the gate fixed at 0.5. Recipe defaults\n"
+            "English dev; dlfa-matched:K (DLFA's parameters, gate fixed at 0.5) and dlfa-fixed:K\n"
+            "(gate 0.5, no block) are controls: DLFA's gain over them is reported. Recipe defaults\n"
             "are XTREME's (AdamW, lr 2e-5, linear warm-up/decay, batch 32, max length 128).\n"
             "Interrupted runs resume after the last finished epoch. Prints zero-shot scores\n"
-            "with 95% intervals (seeds and sentences), majority and chance rates, and writes\n"
+            "with 95% intervals (seeds and sentences), majority and chance rates (the same\n"
+            "definitions as probe fuse), drops PAWS-X target pairs that are English training\n"
+            "pairs (count reported), and writes\n"
             "finetune.json and figures to --out. Layer 0 is the embedding output."))
     p.add_argument("--task", required=True, choices=["pos", "ner", "xnli", "pawsx"])
     p.add_argument("--lang", required=True, help="comma-separated target languages, e.g. de,zh")
@@ -1572,8 +1693,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--weight-decay", type=float, default=RECIPE["weight_decay"], help="(default: 0)")
     p.add_argument("--max-grad-norm", type=float, default=RECIPE["max_grad_norm"], help="(default: 1)")
     p.add_argument("--dropout", type=float, default=RECIPE["dropout"], help="head dropout (default: 0.1)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
-                   help="autocast precision (default: fp32)")
+    p.add_argument("--dtype", default=None, choices=list(PRECISIONS),
+                   help="precision of forward and backward; bfloat16/float16 run under autocast "
+                        "(float16 with a gradient scaler on CUDA) (default: float32)")
+    p.add_argument("--precision", default=None, choices=list(PRECISIONS.values()),
+                   help="deprecated alias of --dtype (fp32, bf16, fp16)")
     p.add_argument("--embeddings", default="sparse", choices=["sparse", "freeze", "full"],
                    help="word-embedding updates: only rows a batch uses (sparse), none (freeze) or "
                         "dense AdamW (full) (default: sparse)")
@@ -1587,16 +1711,18 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    """Run ``probe finetune`` from parsed arguments."""
-    from .data.xtreme import corpus_name  # noqa: F401 - registers the corpora
-
+    """Run ``probe finetune`` from parsed arguments (finetune() registers the corpora)."""
     out = Path(args.out or Path("out") / "finetune" / args.task)
+    if args.precision is not None:
+        print("probe: note: --precision is deprecated; use --dtype float32|bfloat16|float16",
+              file=sys.stderr)
     res = finetune(args.task, args.lang, model=args.model, fusion=args.fusion, seeds=args.seeds,
                    max_examples=args.max_examples, max_dev=args.max_dev, max_test=args.max_test,
                    epochs=args.epochs, lr=args.lr, warmup=args.warmup, batch_size=args.batch_size,
                    grad_accum=args.grad_accum, max_length=args.max_length,
                    weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm,
-                   dropout=args.dropout, precision=args.precision, embeddings=args.embeddings,
+                   dropout=args.dropout, dtype=args.dtype, precision=args.precision,
+                   embeddings=args.embeddings,
                    n_threads=args.threads, n_boot=args.n_boot,
                    device=None if args.device == "auto" else args.device, out=out,
                    save_model=args.save_model, progress=not args.quiet)

@@ -201,39 +201,150 @@ def test_gate_fixed_control_is_the_mean_of_the_two_layers(train_enc):
     assert ft._trainable_count(dl, "full")["fusion"] > 0
 
 
+def _tag_encoded(labels):
+    return ft.Encoded("tagging", [np.zeros(len(x) + 2, dtype=np.int64) for x in labels],
+                      [None] * len(labels), [np.arange(1, len(x) + 1) for x in labels], labels)
+
+
 def test_all_majority_predictor_is_reported_at_chance():
+    from probe.stats import at_chance
+
     rng = np.random.default_rng(0)
     labels = [rng.choice([0, 0, 0, 1, 2], size=int(rng.integers(3, 9))) for _ in range(200)]
-    enc = ft.Encoded("tagging", [np.zeros(len(x) + 2) for x in labels], [None] * 200,
-                     [np.arange(1, len(x) + 1) for x in labels], labels)
-    rates = ft.reference_rates(enc, "accuracy", UPOS, train_majority=0)
-    assert rates["majority_label"] == "NOUN" and abs(rates["chance"] - 1 / 3) < 1e-12
-    seeds = []
-    for _ in range(3):
-        seeds.append(ft.example_counts(enc, [np.zeros(len(x), dtype=int) for x in labels],
-                                       "accuracy", UPOS))
-    counts = np.stack(seeds)
+    enc = _tag_encoded(labels)
+    train = _tag_encoded([rng.choice([0, 0, 1, 2], size=6) for _ in range(50)])
+    rates = ft._reference(train, enc, np.ones(len(enc), bool), "accuracy", UPOS)
+    assert rates["majority_label"] == "NOUN"
+    counts = np.stack([ft.example_counts(enc, [np.zeros(len(x), dtype=int) for x in labels],
+                                         "accuracy", UPOS)] * 3)
     mean = ft.score_from_counts(counts[0].sum(0), "accuracy")
     assert abs(mean - rates["majority"]) < 1e-12
-    ci = ft.seed_sentence_interval(counts, "accuracy", n_boot=300)
-    assert ft.at_chance(ci, mean, rates)
+    iv = ft._interval(counts, "accuracy", 300)
+    assert iv["n_seeds"] == 3 and at_chance(iv["ci95"][0], rates["majority"], mean)
     perfect = np.stack([ft.example_counts(enc, labels, "accuracy", UPOS)] * 3)
-    ci_p = ft.seed_sentence_interval(perfect, "accuracy", n_boot=300)
-    assert not ft.at_chance(ci_p, 1.0, rates)
+    assert not at_chance(ft._interval(perfect, "accuracy", 300)["ci95"][0], rates["majority"], 1.0)
 
 
-def test_interval_covers_seed_variance_and_one_seed_gives_no_gain_interval():
-    rng = np.random.default_rng(1)
-    n = 300
-    good = np.stack([rng.random(n) < 0.8, np.ones(n, bool)], 1).astype(int)
-    bad = np.stack([rng.random(n) < 0.5, np.ones(n, bool)], 1).astype(int)
-    same = ft.seed_sentence_interval(np.stack([good, good]), "accuracy", n_boot=400)
-    mixed = ft.seed_sentence_interval(np.stack([good, bad]), "accuracy", n_boot=400)
-    assert (mixed[1] - mixed[0]) > 2 * (same[1] - same[0])
-    assert ft.seed_sentence_interval(good[None], "accuracy", minus=bad[None]) is None
-    lo, hi = ft.seed_sentence_interval(np.stack([good, good]), "accuracy", n_boot=400,
-                                       minus=np.stack([bad, bad]))
-    assert 0.2 < lo < hi < 0.4
+def test_reference_rates_are_the_shared_definition_checked_by_brute_force():
+    """majority = English training's most frequent label predicted everywhere; chance = random
+    labels with the training frequencies (probe fuse's definitions), against a hand count and
+    the exact expectation (accuracy) or a separate Monte Carlo (entity F1)."""
+    from collections import Counter
+
+    from seqeval.metrics import f1_score
+
+    rng = np.random.default_rng(3)
+    # training prior 0.6 / 0.3 / 0.1 on VERB / ADJ / NOUN, the target mostly NOUN: 1/C = 1/3
+    # would be far from the expectation sum_c p_train(c) p_target(c)
+    train = _tag_encoded([rng.choice([1] * 6 + [2] * 3 + [0], size=10) for _ in range(40)])
+    target = [rng.choice([0] * 7 + [1, 2, 2], size=int(rng.integers(4, 12))) for _ in range(120)]
+    keep = np.ones(len(target), bool)
+    keep[:20] = False  # dropped examples take no part
+    rates = ft._reference(train, _tag_encoded(target), keep, "accuracy", UPOS)
+    tr = Counter(np.concatenate(train.labels).tolist())
+    gold = np.concatenate(target[20:])
+    top = max(sorted(tr), key=lambda c: tr[c])
+    assert rates["majority_label"] == UPOS[top] == "VERB"
+    assert rates["majority"] == pytest.approx(float(np.mean(gold == top)), abs=1e-12)
+    p_train = np.array([tr[c] / sum(tr.values()) for c in range(3)])
+    expect = float(np.mean(p_train[gold]))
+    se = float(np.sqrt(np.sum(p_train[gold] * (1 - p_train[gold]))) / len(gold)
+               / np.sqrt(rates["n_chance_draws"]))
+    assert abs(rates["chance"] - expect) < 5 * se and abs(expect - 1 / 3) > 10 * se
+
+    names = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    pick = [0] * 6 + [1, 2, 3, 4]
+    ner_train = _tag_encoded([rng.choice(pick, size=8) for _ in range(40)])
+    ner_target = [rng.choice(pick, size=int(rng.integers(4, 10))) for _ in range(60)]
+    rates = ft._reference(ner_train, _tag_encoded(ner_target), np.ones(60, bool), "f1", names)
+    assert rates["majority_label"] == "O" and rates["majority"] == 0.0  # all "O": no entity
+    tr = Counter(np.concatenate(ner_train.labels).tolist())
+    prior = np.array([tr[c] for c in range(len(names))], float)
+    prior /= prior.sum()
+    brute_rng = np.random.default_rng(12345)
+    gold = [[names[i] for i in t] for t in ner_target]
+    draws = [f1_score(gold, [[names[i] for i in brute_rng.choice(len(names), size=len(t), p=prior)]
+                             for t in ner_target]) for _ in range(300)]
+    se = float(np.std(draws)) / np.sqrt(rates["n_chance_draws"])
+    assert abs(rates["chance"] - float(np.mean(draws))) < 5 * se + 1e-9
+
+
+def test_report_intervals_and_gains_come_from_probe_stats(tmp_path, monkeypatch):
+    """One statistics path: the report's score interval and gains are probe.stats' seed and
+    sentence bootstrap of the recorded counts (each system's seeds resampled independently)."""
+    from probe.stats import seed_sentence_bootstrap
+
+    monkeypatch.setenv("PROBE_DATA_MIRROR", str(tmp_path / "mirror"))
+    _write_xtreme(tmp_path / "mirror")
+    res = ft.finetune("pos", "zh", model=tiny_spec(max_positions=40),
+                      fusion="none,dlfa:1,dlfa-matched:1", seeds=2, epochs=1, batch_size=8,
+                      max_length=32, lr=1e-3, n_boot=150, out=tmp_path / "out", progress=False)
+    r = res.report
+    recs = {}
+    for f in (tmp_path / "out" / "runs").glob("*.json"):
+        rec = json.loads(f.read_text())
+        recs.setdefault(rec["fusion"], {})[rec["seed"]] = rec
+
+    def counts(name):
+        return np.stack([np.asarray(recs[name][s]["targets"]["zh"]["counts"]).T for s in (0, 1)])
+
+    row = r["results"]["zh"]["dlfa:1"]
+    iv = seed_sentence_bootstrap(counts("dlfa:1"), "accuracy", n_boot=150, seed=0)
+    assert row["ci95"] == [iv.lo, iv.hi] and row["n_seeds"] == 2
+    for key, other in (("gain_vs_none", "none"), ("gain_vs_control", "dlfa-matched:1")):
+        g = row[key] if key == "gain_vs_none" else row[key][other]
+        want = seed_sentence_bootstrap(counts("dlfa:1"), "accuracy", minus=counts(other),
+                                       n_boot=150, seed=0)
+        assert g["ci95"] == [want.lo, want.hi] and g["vs"] == other
+        assert g["mean"] == pytest.approx(row["mean"] - r["results"]["zh"][other]["mean"], abs=1e-12)
+    assert "gain_vs_control" not in r["results"]["zh"]["none"]
+    text = res.format_table()
+    assert "dlfa:1 - dlfa-matched:1: zh" in text
+    assert res.table().loc["dlfa:1", "zh gain vs dlfa-matched"] == row["gain_vs_control"]["dlfa-matched:1"]["mean"]
+    fig = res.plot_gains()
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert ticks == ["dlfa:1\nzh", "dlfa-matched:1\nzh", "dlfa:1\n-dlfa-matched:1\nzh",
+                     "paper\n(mBERT)"]
+    # one seed: the gain over the control has no interval, and the table says so
+    one = ft.finetune("pos", "zh", model=tiny_spec(max_positions=40),
+                      fusion="dlfa:1,dlfa-matched:1", seeds=1, epochs=1, batch_size=8,
+                      max_length=32, lr=1e-3, n_boot=50, out=tmp_path / "out", progress=False)
+    g = one.report["results"]["zh"]["dlfa:1"]["gain_vs_control"]["dlfa-matched:1"]
+    assert g["ci95"] is None and "one seed" in g["note"]
+    assert "dlfa:1 - dlfa-matched:1: zh" in one.format_table() and "(1 seed)" in one.format_table()
+
+
+def test_run_id_of_the_default_configuration_is_pinned():
+    """Run records of a running sweep are found by this id: the default recipe's params and the
+    key layout must not drift (the value was computed from the key as first released)."""
+    import inspect
+
+    sig = inspect.signature(ft.finetune).parameters
+    fields = [n for n in inspect.signature(ft._run_params).parameters if n != "precision"]
+    params = ft._run_params(precision=ft._precision_of(sig["dtype"].default, sig["precision"].default),
+                            **{n: sig[n].default for n in fields})
+    data = {"train": "1" * 64, "dev": "2" * 64, "target:de": "3" * 64, "target:zh": "4" * 64}
+    assert ft._run_id("pos", "dlfa:6", 0, "0" * 64, data, params) == "dlfa6-s0-6518699a4124ef51"
+    assert params["precision"] == "fp32" and ft.RUN_VERSION == 1
+
+
+def test_dtype_is_the_documented_name_and_precision_a_deprecated_alias():
+    import argparse
+
+    assert [ft._precision_of(d, None) for d in (None, "float32", "bfloat16", "float16")] == \
+        ["fp32", "fp32", "bf16", "fp16"]
+    with pytest.warns(DeprecationWarning):
+        assert ft._precision_of(None, "bf16") == "bf16"
+    with pytest.raises(ProbeError):
+        ft._precision_of("bf16", None)
+    with pytest.raises(ProbeError), pytest.warns(DeprecationWarning):
+        ft._precision_of("float32", "fp16")
+    parser = argparse.ArgumentParser()
+    ft.add_parser(parser.add_subparsers())
+    a = parser.parse_args(["finetune", "--task", "pos", "--lang", "de", "--dtype", "bfloat16"])
+    assert a.dtype == "bfloat16" and a.precision is None
+    assert parser.parse_args(["finetune", "--task", "pos", "--lang", "de",
+                              "--precision", "fp16"]).precision == "fp16"
 
 
 def test_parse_fusion():
@@ -266,7 +377,10 @@ def test_finetune_end_to_end_on_a_tiny_model(tmp_path, monkeypatch, capsys):
     row = r["results"]["de"]["dlfa:1"]
     assert row["gain_vs_none"]["ci95"] is not None and len(row["per_seed"]) == 2
     assert r["parameters"]["dlfa:1"]["fusion"] > 0 and r["parameters"]["dlfa-fixed:1"]["fusion"] == 0
-    assert set(r["reference_rates"]["de"]) >= {"majority", "chance", "majority_train"}
+    assert set(r["reference_rates"]["de"]) >= {"majority", "chance", "majority_label"}
+    assert r["dtype"] == "float32" and r["params"]["precision"] == "fp32"
+    ctl = r["results"]["de"]["dlfa:1"]["gain_vs_control"]["dlfa-fixed:1"]
+    assert ctl["ci95"] is not None and ctl["vs"] == "dlfa-fixed:1"
     assert r["paper"]["gain_points"] == 1.5 and "train" in r["data"]
     paths = res.save(tmp_path / "out")
     assert (tmp_path / "out" / "gains.png").is_file()
@@ -275,7 +389,7 @@ def test_finetune_end_to_end_on_a_tiny_model(tmp_path, monkeypatch, capsys):
     assert "FinetuneResult(task='pos'" in repr(back) and "majority" in back.format_table()
     assert ft.FinetuneResult.load(paths).report == back.report  # save() returns the folder
     table = back.table()
-    assert list(table.index) == ["majority class", "none", "dlfa:1", "dlfa-fixed:1"]
+    assert list(table.index) == ["majority class", "chance", "none", "dlfa:1", "dlfa-fixed:1"]
     assert table.loc["none", "de"] == r["results"]["de"]["none"]["mean"]
     assert "<table" in back._repr_html_()
     assert ft.summary_figure([tmp_path / "out"], tmp_path / "summary.png")[0].is_file()
@@ -322,12 +436,14 @@ def test_pair_task_end_to_end_with_segment_ids(tmp_path, monkeypatch):
     folder.mkdir(parents=True)
     labels = ["entailment", "neutral", "contradiction"]
     rng = np.random.default_rng(0)
-    for name, n in (("train-en", 30), ("dev-en", 9), ("test-de", 9)):
+    # training labels 2:1:0-heavy, target mostly contradiction: chance is not 1/3
+    freq = {"train-en": [0, 0, 0, 1, 1, 2], "dev-en": [0, 1, 2], "test-de": [2, 2, 2, 0]}
+    for name, n in (("train-en", 30), ("dev-en", 9), ("test-de", 80)):
         rows = []
         for i in range(n):
             a = " ".join(rng.choice(list(LETTERS), size=3))
             b = " ".join(rng.choice(list(LETTERS), size=2))
-            rows.append(f"{a}\t{b}\t{labels[i % 3]}")
+            rows.append(f"{a}\t{b}\t{labels[freq[name][i % len(freq[name])]]}")
         (folder / f"{name}.tsv").write_text("\n".join(rows) + "\n")
     res = ft.finetune("xnli", "de", model=tiny_spec(max_positions=40), fusion="none,dlfa:0",
                       seeds=1, epochs=1, batch_size=8, max_length=32, n_boot=100,
@@ -335,9 +451,17 @@ def test_pair_task_end_to_end_with_segment_ids(tmp_path, monkeypatch):
     r = res.report
     assert r["model"]["segment_ids"] and "10k MultiNLI" in r["task_info"]["training_data"]
     assert r["results"]["de"]["dlfa:0"]["gain_vs_none"]["ci95"] is None  # one seed
-    assert abs(r["reference_rates"]["de"]["chance"] - 1 / 3) < 1e-12
+    rates = r["reference_rates"]["de"]
+    # by hand: training majority "entailment" (15 of 30) scored on the target (20 of 80)
+    assert rates["majority_label"] == "entailment" and rates["majority"] == pytest.approx(20 / 80)
+    # chance: a mean of random draws, expectation sum_c p_train(c) p_target(c) = 1/2*1/4 +
+    # 1/6*3/4; 0.05 is 5 standard errors of 20 draws on 80 pairs (1/C = 1/3 lies outside)
+    assert abs(rates["chance"] - (1 / 8 + 1 / 8)) < 0.05 and rates["n_chance_draws"] == 20
+    from probe.stats import at_chance
+
     row = r["results"]["de"]["none"]
-    assert row["at_chance"] == ft.at_chance(row["ci95"], row["mean"], r["reference_rates"]["de"])
+    assert row["at_chance"] == at_chance(row["ci95"][0], rates["majority"], row["mean"])
+    assert row["ci95_covers"] == "target sentences only (one seed)"
     assert "(1 seed)" in res.format_table()
 
 
@@ -359,3 +483,45 @@ def test_capacity_matched_control_has_dlfas_parameters_and_weighs_both_layers_eq
     assert torch.allclose(z[real], swapped[real], atol=1e-6)
     assert (z[~real] == 0).all()
     assert ft.parse_fusion("dlfa-matched:1", 2) == [ft.FusionSpec("dlfa-matched", 1)]
+
+
+def test_pawsx_targets_that_are_english_training_pairs_are_dropped_and_counted(tmp_path, monkeypatch):
+    """As in probe fuse: target pairs whose PAWS-X id (or text) is an English training or
+    selection pair are left out of every score and counted; the run records keep them."""
+    monkeypatch.setenv("PROBE_DATA_MIRROR", str(tmp_path / "mirror"))
+    folder = tmp_path / "mirror" / "xtreme" / "pawsx"
+    folder.mkdir(parents=True)
+
+    def words(i, n):  # distinct tokenizable texts: i's decimal digits as letters
+        code = "".join(LETTERS[int(d)] for d in f"{i:03d}")
+        return " ".join(code + LETTERS[j] for j in range(n))
+
+    en = [(words(i, 3), words(i + 50, 2), i % 2) for i in range(24)]
+    de = [(words(i + 100, 3), words(i + 150, 2), i % 2) for i in range(24)]
+    test = [(words(200 + i, 3), words(250 + i, 2), i % 2) for i in range(8)]
+    test[2] = (de[4][1], de[4][0], 1)  # a dev pair, swapped: a translation of an English id
+    test[5] = de[9]
+    for name, rows in (("dev-en", en), ("dev-de", de), ("test-de", test), ("dev-fr", de)):
+        (folder / f"{name}.tsv").write_text("".join(f"{a}\t{b}\t{y}\n" for a, b, y in rows))
+    res = ft.finetune("pawsx", "de", model=tiny_spec(max_positions=40), fusion="none", seeds=2,
+                      epochs=1, batch_size=8, max_length=32, n_boot=50, out=tmp_path / "out",
+                      progress=False)
+    r = res.report
+    assert r["leakage"]["de"] == {**r["leakage"]["de"], "n_dropped": 2, "n_evaluated": 6,
+                                  "n_loaded": 8}
+    assert "de 2 of 8 (6 scored)" in res.format_table()
+    keep = np.ones(8, bool)
+    keep[[2, 5]] = False
+    for f in (tmp_path / "out" / "runs").glob("*.json"):
+        rec = json.loads(f.read_text())
+        c = np.asarray(rec["targets"]["de"]["counts"]).T
+        assert len(c) == 8  # the record keeps every pair: its key does not depend on the rule
+        got = r["results"]["de"]["none"]["per_seed"][rec["seed"]]
+        assert got == pytest.approx(c[keep, 0].sum() / c[keep, 1].sum())
+    labels = np.array([y for _a, _b, y in test])[keep]
+    assert r["reference_rates"]["de"]["majority"] == pytest.approx(
+        float(np.mean(labels == int(r["reference_rates"]["de"]["majority_label"]))))
+    # a target whose every pair is an English training/selection pair: nothing to score
+    with pytest.raises(ProbeError, match="nothing is left"):
+        ft.finetune("pawsx", "fr", model=tiny_spec(max_positions=40), fusion="none",
+                    out=tmp_path / "out", progress=False)
