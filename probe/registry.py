@@ -2,9 +2,11 @@
 
 Tasks (:data:`probe.tasks.PROBE_TASKS`, :data:`probe.data.xtreme.XTREME_TASKS`), corpora
 (:data:`probe.data.CORPORA`), encoders (:data:`probe.encoders.ENCODERS`), perturbations
-(:data:`probe.perturb.PERTURBATIONS`) and analyses (:data:`probe.analyses.ANALYSES`) are each
-a :class:`Registry`: register by name, look up by name (an unknown name is one
-:class:`~probe.errors.ProbeError` listing the valid ones), iterate over the names.
+(:data:`probe.perturb.PERTURBATIONS`), architecture presets and their tokenizers
+(:data:`probe.presets.PRESETS`, :data:`probe.presets.TOKENIZERS`) and analyses
+(:data:`probe.analyses.ANALYSES`) are each a :class:`Registry`: register by name, look up by
+name (an unknown name is one :class:`~probe.errors.ProbeError` listing the valid ones),
+iterate over the names.
 
 >>> SIZES = Registry("size", aliases={"s": "small"})
 >>> SIZES.register("small", 1)
@@ -56,16 +58,19 @@ class Registry(MutableMapping):
         return name.lower() if self.fold_case else name
 
     # -- registering
-    def register(self, name: str, value=None, *, module: str | None = None):
+    def register(self, name: str, value=None, *, module: str | None = None, aliases=()):
         """Register ``value`` (or, with ``module``, that module, imported on first lookup)
-        as ``name``; returns ``value``. Without ``value`` and ``module``, a decorator.
-        A name registered twice is a programming error (``ValueError``)."""
+        as ``name``, also found under ``aliases``; returns ``value``. Without ``value`` and
+        ``module``, a decorator. A name registered twice is a programming error (``ValueError``)."""
         if value is None and module is None:
-            return lambda obj: self.register(name, obj)
+            return lambda obj: self.register(name, obj, aliases=aliases)
         key = self._norm(name)
-        if key in self._entries or key in self._aliases:
-            raise ValueError(f"{self.kind} {name!r} is already registered")
+        others = [self._norm(a) for a in aliases if self._norm(a) != key]
+        for k in [key, *others]:
+            if k in self._entries or k in self._aliases:
+                raise ValueError(f"{self.kind} {k!r} is already registered")
         self._entries[key] = _Lazy(module) if module is not None else value
+        self._aliases.update({a: key for a in others})
         return value
 
     # -- looking up

@@ -24,6 +24,11 @@ def test_register_lookup_iterate_and_aliases():
         reg.register("Red", 3)
     with pytest.raises(ValueError, match="already registered"):
         reg.register("grey", 3)  # an alias is taken too
+    reg.register("blue", 3, aliases=["navy", "Blue"])  # aliases given with the entry
+    assert reg["NAVY"] == 3 and reg.names() == ["red", "gray", "blue"] and reg.listing().endswith("blue (or navy)")
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register("teal", 4, aliases=["navy"])
+    assert "teal" not in reg
 
 
 def test_an_unknown_name_is_one_line_listing_the_valid_names():
@@ -68,12 +73,15 @@ def test_every_registry_of_the_package_is_a_registry():
     from probe.data.xtreme import XTREME_TASKS
     from probe.encoders import ENCODERS
     from probe.perturb import PERTURBATIONS
+    from probe.presets import PRESETS, TOKENIZERS, get_preset
     from probe.tasks import PROBE_TASKS
 
-    for reg in (CORPORA, XTREME_TASKS, ENCODERS, PERTURBATIONS, PROBE_TASKS):
+    for reg in (CORPORA, XTREME_TASKS, ENCODERS, PERTURBATIONS, PROBE_TASKS, PRESETS, TOKENIZERS):
         assert isinstance(reg, Registry) and reg.names()
     assert PROBE_TASKS.names() == ["pos", "deprel", "langid"] and PROBE_TASKS["upos"] is PROBE_TASKS["pos"]
     assert XTREME_TASKS.names() == ["pos", "ner", "xnli", "pawsx"] and XTREME_TASKS["upos"] is XTREME_TASKS["pos"]
     assert PROBE_TASKS["pos"].labels == XTREME_TASKS["pos"].labels  # one UD tag list
     assert {"e5-small-q4", "auto", "random:"} <= set(ENCODERS.names())
     assert PERTURBATIONS.names() == ["typo", "drop-diacritics", "lowercase"]
+    some = PRESETS[PRESETS.names()[0]]
+    assert get_preset(some.hub_id) is get_preset(some.name) is some and get_preset("no-such-model") is None
