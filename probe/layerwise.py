@@ -998,8 +998,9 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
     """Run the per-layer analysis for English → each of ``langs``.
 
     ``tasks``: probe tasks (:data:`probe.tasks.PROBE_TASKS`), ``pos`` (part of speech, UD's
-    universal tags; ``upos`` is accepted and recorded as ``pos``), ``deprel``, ``langid``. ``layers``: the layers to analyse, e.g. ``[0, 6, 12]``, ``"0,6,-1"``
-    (negative counts from the end) or ``None``/``"all"`` (every layer, 0 = embeddings).
+    universal tags; ``upos`` is accepted and recorded as ``pos``), ``deprel``, ``langid``.
+    ``layers``: the layers to analyse, e.g. ``[0, 6, 12]``, ``"0,6,-1"`` (negative counts from
+    the end) or ``None``/``"all"`` (every layer, 0 = embeddings).
 
     Missing cache entries are extracted first (the model is loaded only then).
     Probes run ``max_iter`` L-BFGS iterations (default 30: on e5-small POS probes the
