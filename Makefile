@@ -4,8 +4,8 @@
 #   make quick-figures  the same on small subsets, into out/quick-figures/ (a smoke run; not committed)
 #   make test           the test suite
 #
-# `probe figures` runs from this source checkout (analyses/ is not part of the installed
-# package). The offline data mirror ../shared/data is used when it exists and
+# `probe figures` runs the analyses of the package (probe.analyses) and writes into this
+# checkout. The offline data mirror ../shared/data is used when it exists and
 # PROBE_DATA_MIRROR is not already set.
 
 PYTHON ?= python3

@@ -12,7 +12,7 @@ Target (issue 16): under 20 s on 2 idle cores. The load average is printed befor
 on a shared machine the wall time is an upper bound.
 
     python benchmarks/bench_layers_warm.py                    # e5-small-q4, de,zh, 3 rounds
-    python benchmarks/bench_layers_warm.py --quick            # tiny random encoder, upos only
+    python benchmarks/bench_layers_warm.py --quick            # tiny random encoder, pos only
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def command(args, out: Path) -> list[str]:
     cmd = [sys.executable, "-m", "probe.cli", "layers", "--lang", args.lang, "--model", args.model,
            "--out", str(out), "--quiet"]
     if args.quick:  # the tiny encoder: a smoke run of the script, not a measurement
-        cmd += ["--tasks", "upos", "--train", "ud:dev", "--no-tatoeba", "--n-boot", "100"]
+        cmd += ["--tasks", "pos", "--train", "ud:dev", "--no-tatoeba", "--n-boot", "100"]
     return cmd
 
 

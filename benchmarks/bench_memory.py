@@ -173,7 +173,7 @@ def main(argv=None) -> int:
                  quick="smoke run: tiny random encoder, PUD en/de only")
     p.add_argument("--model", default="e5-small-q4", help="encoder (tiny: tests' random encoder, smoke only)")
     p.add_argument("--lang", default="de", help="target language(s) of probe layers (default de)")
-    p.add_argument("--tasks", default="upos,deprel,langid", help="probe layers --tasks (default: all)")
+    p.add_argument("--tasks", default="pos,deprel,langid", help="probe layers --tasks (default: all)")
     p.add_argument("--n-boot", type=int, default=1000, help="probe layers --n-boot (default 1000)")
     p.add_argument("--no-tatoeba", action="store_true", help="probe layers --no-tatoeba")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -193,7 +193,7 @@ def main(argv=None) -> int:
         if tiny:
             _, _, mp = args.model.partition("@")
             spec = {"mode": "layers", "tiny": int(mp or 128), "langs": args.lang.split(","),
-                    "tasks": args.tasks.split(",") if not args.quick else ["upos"],
+                    "tasks": args.tasks.split(",") if not args.quick else ["pos"],
                     "n_boot": args.n_boot if not args.quick else 20, "train": ["pud", "test"],
                     "max_iter": 30, "out": str(out), "modules": str(modules)}
             desc = f"layers(API) tiny random encoder, langs {args.lang}, train PUD en (smoke only)"

@@ -68,13 +68,13 @@ def _run(args) -> int:
 
     C.print_machine("bench_probes")
     train, test = _entries(args)
-    y_train_all = entry_labels(train, "upos", UPOS_TAGS)
+    y_train_all = entry_labels(train, "pos", UPOS_TAGS)
     rows_train = np.nonzero(y_train_all >= 0)[0]
     if args.max_train_words and args.max_train_words < len(rows_train):
         rng = np.random.default_rng(0)
         rows_train = np.sort(rng.choice(rows_train, args.max_train_words, replace=False))
     y_train = y_train_all[rows_train]
-    y_test_all = entry_labels(test, "upos", UPOS_TAGS)
+    y_test_all = entry_labels(test, "pos", UPOS_TAGS)
     rows_test = np.nonzero(y_test_all >= 0)[0]
     y_test = y_test_all[rows_test]
     layers = [int(x) for x in args.layers.split(",")] if args.layers else list(range(train.n_layers))

@@ -613,6 +613,13 @@ def code_version(*code) -> str:
     return h.hexdigest()[:20]
 
 
+def source_file(module: str) -> Path:
+    """The source file of this package's module ``module`` (``"fusion"``, ``"data.xtreme"``),
+    for :func:`code_version`: hashed without importing it (a warm run need not import torch
+    to check its memoised results)."""
+    return Path(__file__).resolve().parent.joinpath(*module.split(".")).with_suffix(".py")
+
+
 _PACKAGE_CODE: list[str] = []  # the whole-package digest, computed once per process
 
 

@@ -130,7 +130,7 @@ def cmd_layers(args) -> int:
     r = res.report
     print(f"model: {r['model']['name']} (fingerprint {r['model']['fingerprint'][:12]}); "
           f"English -> {', '.join(res.langs)}; {LAYER_NOTE}")
-    print("UPOS/dep: probe accuracy (en in-language on PUD, others zero-shot); sel: UPOS selectivity "
+    print("POS/dep: probe accuracy (en in-language on PUD, others zero-shot); sel: POS selectivity "
           "(task - control); CKA: debiased linear CKA of PUD sentence vectors; R a>b: PUD retrieval "
           "accuracy@1; langID: language-identity accuracy")
     print(res.format_table())
@@ -142,7 +142,7 @@ def cmd_layers(args) -> int:
         print("\nRobustness: drop of zero-shot accuracy / retrieval from clean to perturbed target text "
               "(positive = worse), per layer:")
         df = res.robustness_table()
-        cols = [c for c in ("upos drop", "deprel drop", "retrieval drop") if c in df.columns]
+        cols = [c for c in [f"{t} drop" for t in r["config"]["tasks"]] + ["retrieval drop"] if c in df.columns]
         wide = df.pivot_table(index="layer", columns=["perturbation", "lang"], values=cols)
         print(wide.to_string(float_format=lambda v: f"{v:.3f}"))
     paths = res.save(Path(args.out))
@@ -163,6 +163,7 @@ def _batch_tokens(text: str):
 
 def build_parser() -> argparse.ArgumentParser:
     from .extraction import DEFAULT_BATCH_TOKENS
+    from .tasks import PROBE_TASKS
     p = argparse.ArgumentParser(
         prog="probe",
         description="Layer-probing toolkit for multilingual encoders. " + LAYER_NOTE,
@@ -237,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     la = sub.add_parser("layers", help="which layers carry structure vs cross-lingual information",
                         description="Per-layer analysis, English -> each target language: linear probes "
-                                    "(UPOS, universal dependency relation; trained on UD English-EWT "
+                                    "(part of speech, universal dependency relation; trained on UD English-EWT "
                                     "dev+test, evaluated on English PUD and zero-shot on each target's "
                                     "PUD, with a control task), language identity, debiased linear CKA "
                                     "and parallel-sentence retrieval (PUD and Tatoeba). Extracts what is "
@@ -246,8 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--lang", required=True, help="comma-separated target languages with a PUD treebank "
                                                    "(e.g. de,zh)")
     la.add_argument("--model", default="auto", help=model_help + " (default: auto)")
-    la.add_argument("--tasks", default="upos,deprel,langid",
-                    help="comma-separated probe tasks: pos (or upos), deprel, langid (default: all)")
+    la.add_argument("--tasks", default=",".join(PROBE_TASKS),
+                    help=f"comma-separated probe tasks: {PROBE_TASKS.listing()} (default: all)")
     la.add_argument("--layers", default=None, metavar="L[,L...]",
                     help="analyse only these layers, e.g. 0,6,-1 (0 = embeddings, -1 = last; default: all)")
     la.add_argument("--out", default="out/layers", help="output directory (default: out/layers)")

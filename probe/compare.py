@@ -4,7 +4,7 @@
 reusing the cache, and puts every curve on **relative depth** ``layer / L`` (0 = the
 embedding output, 1 = the last layer), so a 6-, 12- and 24-layer model share one figure.
 For each model it reports the peak layer (absolute and relative) of cross-lingual CKA,
-PUD retrieval and zero-shot UPOS, and the zero-shot POS gain of DLFA fusion at the layer
+PUD retrieval and zero-shot POS, and the zero-shot POS gain of DLFA fusion at the layer
 nearest a chosen relative depth (:func:`probe.fuse`). Differences between models are
 tested on the same sentences with a paired sentence bootstrap, so the summary says when
 two models' peaks (or two layers') are within noise.
@@ -30,6 +30,7 @@ import numpy as np
 
 from .errors import ProbeError
 from .results import ResultDisplay, SavedFiles, closed, load_counts, report_file, save_counts
+from .tasks import POS, recorded_curve, recorded_task
 
 __all__ = ["compare", "CompareResult", "relative_depth", "nearest_layer"]
 
@@ -37,13 +38,13 @@ __all__ = ["compare", "CompareResult", "relative_depth", "nearest_layer"]
 CURVES = {
     "cka": "debiased linear CKA en–xx (mean over targets)",
     "retrieval": "PUD retrieval en↔xx, accuracy@1 (pooled over targets)",
-    "upos_zero_shot": "zero-shot UPOS accuracy (pooled over target words)",
+    f"{POS}_zero_shot": "zero-shot POS accuracy (pooled over target words)",
 }
 #: (panel title, y-axis label) of each curve in :meth:`CompareResult.plot`
 _PANELS = {
     "cka": ("Cross-lingual CKA, mean over targets", "debiased linear CKA"),
     "retrieval": ("PUD retrieval en↔xx, pooled", "accuracy@1 (both directions)"),
-    "upos_zero_shot": ("Zero-shot UPOS probe, pooled", "accuracy (fraction of words)"),
+    f"{POS}_zero_shot": ("Zero-shot POS probe, pooled", "accuracy (fraction of words)"),
 }
 
 
@@ -91,6 +92,22 @@ class CompareResult(ResultDisplay):
     report: dict
     layer_results: dict = field(default_factory=dict, repr=False)
 
+    def __post_init__(self):
+        # one vocabulary: a comparison saved with "upos_zero_shot" reads "pos_zero_shot"
+        r = dict(self.report)
+        if "config" in r:
+            c = r["config"] = dict(r["config"])
+            if "tasks" in c:
+                c["tasks"] = [recorded_task(t) for t in c["tasks"]]
+            if "curves" in c:
+                c["curves"] = {recorded_curve(k): v for k, v in c["curves"].items()}
+        for section in ("peaks", "curves"):
+            if section in r:
+                r[section] = {m: {recorded_curve(k): v for k, v in per.items()} for m, per in r[section].items()}
+        if "model_differences" in r:
+            r["model_differences"] = [{**d, "curve": recorded_curve(d["curve"])} for d in r["model_differences"]]
+        self.report = r
+
     @property
     def models(self) -> list[str]:
         return [m["name"] for m in self.report["models"]]
@@ -112,7 +129,7 @@ class CompareResult(ResultDisplay):
             row = {"model": name, "L": m["n_layers"], "hidden": m["hidden"]}
             for curve in CURVES:
                 pk = self.report["peaks"][name].get(curve)
-                if pk is None:  # e.g. no UPOS probe in --tasks
+                if pk is None:  # e.g. no POS probe in --tasks
                     continue
                 row[f"{curve} peak"] = pk["layer"]
                 row[f"{curve} peak rel"] = round(pk["relative"], 3)
@@ -145,7 +162,7 @@ class CompareResult(ResultDisplay):
         return out
 
     def plot(self, path: Path | None = None, *, ax=None):
-        """CKA, retrieval and zero-shot UPOS against relative depth, one line per model;
+        """CKA, retrieval and zero-shot POS against relative depth, one line per model;
         returns the Figure (``ax``: one Axes per panel; ``path``: also save it there)."""
         from .plotting import palette, show_or_save, subplots
 
@@ -231,16 +248,16 @@ def _model_curves(res, langs: list[str]) -> tuple[dict, dict]:
         counts["cka"] = np.mean([res.counts[f"cka-jackknife en-{l}"] for l in langs], axis=0)
     if res.counts is not None:
         counts["retrieval"] = _pooled([res.counts[f"retrieval en-{l}"] for l in langs])
-        if "upos" in r["probes"]:
-            counts["upos_zero_shot"] = _pooled([res.counts[f"upos {l}"] for l in langs])
+        if POS in r["probes"]:
+            counts[f"{POS}_zero_shot"] = _pooled([res.counts[f"{POS} {l}"] for l in langs])
     for curve, c in counts.items():
         if curve != "cka":
             curves[curve] = _curve_values(c).tolist()
     if "retrieval" not in curves:  # loaded from JSON: means over targets
         curves["retrieval"] = list(np.mean([[(x["en2xx"] + x["xx2en"]) / 2 for x in
                                              r["retrieval"]["pud"][l]["plain"]] for l in langs], axis=0))
-    if "upos_zero_shot" not in curves and "upos" in r["probes"]:
-        curves["upos_zero_shot"] = list(np.mean([[x["accuracy"] for x in r["probes"]["upos"][l]]
+    if f"{POS}_zero_shot" not in curves and POS in r["probes"]:
+        curves[f"{POS}_zero_shot"] = list(np.mean([[x["accuracy"] for x in r["probes"][POS][l]]
                                                  for l in langs], axis=0))
     return curves, counts
 
@@ -295,7 +312,7 @@ def _model_differences(names, all_counts, peaks, n_boot, seed) -> list[dict]:
     return out
 
 
-def compare(models: Sequence | str, langs: Sequence[str] | str, *, tasks: Sequence[str] | str = "upos",
+def compare(models: Sequence | str, langs: Sequence[str] | str, *, tasks: Sequence[str] | str = POS,
             fusion: bool = True, fusion_depth: float = 0.5, fusion_seeds: int = 2,
             fusion_examples: int | str = 1500, fusion_dev: int | str = 500, fusion_test: int | str = 500,
             fusion_epochs: int = 3, seed: int = 0, n_boot: int = 1000,
@@ -329,7 +346,7 @@ def compare(models: Sequence | str, langs: Sequence[str] | str, *, tasks: Sequen
         from .data.xtreme import corpus_name
         from .languages import parse_langs
 
-        pos = get_corpus(corpus_name("pos"))
+        pos = get_corpus(corpus_name(POS))
         for lang in parse_langs(targets):
             pos.check(lang, "test")
     results, curves, counts, peaks, fus, infos = {}, {}, {}, {}, {}, []
@@ -348,7 +365,7 @@ def compare(models: Sequence | str, langs: Sequence[str] | str, *, tasks: Sequen
 
             k = nearest_layer(fusion_depth, L, fusable=True)
             log(f"compare: {spec.name}: DLFA fusing layer {k} (relative depth {k / L:.2f}) with layer {L}")
-            fr = fuse("pos", targets, model=spec, layers=[k], seeds=fusion_seeds, methods=["dlfa"],
+            fr = fuse(POS, targets, model=spec, layers=[k], seeds=fusion_seeds, methods=["dlfa"],
                       max_examples=fusion_examples, max_dev=fusion_dev, max_test=fusion_test,
                       epochs=fusion_epochs, n_boot=n_boot, progress=progress, device=device)
             gain = {}
@@ -358,7 +375,7 @@ def compare(models: Sequence | str, langs: Sequence[str] | str, *, tasks: Sequen
                 ci = g["ci95"]
                 gain[lang] = {"mean": g["mean"], "ci95": ci,
                               "within_noise": ci is None or bool(ci[0] <= 0 <= ci[1])}
-            fus[spec.name] = {"task": "pos", "k": k, "relative": k / L, "gain": gain,
+            fus[spec.name] = {"task": POS, "k": k, "relative": k / L, "gain": gain,
                               "mean_gain": float(np.mean([g["mean"] for g in gain.values()])),
                               "all_within_noise": all(g["within_noise"] for g in gain.values()),
                               "seeds": fusion_seeds, "data": fr.report.get("data"),
@@ -368,7 +385,7 @@ def compare(models: Sequence | str, langs: Sequence[str] | str, *, tasks: Sequen
                     "peak, and the fusion gain, on one axis of relative depth?",
         "layer_indexing": "0 = embedding output, L = last transformer layer; relative depth = layer / L",
         "models": infos,
-        "config": {"langs": targets, "tasks": [t for t in (tasks.split(",") if isinstance(tasks, str) else tasks)],
+        "config": {"langs": targets, "tasks": results[names[0]].report["config"]["tasks"],  # as recorded: "pos"
                    "train": {"corpus": train[0], "split": train[1]}, "max_iter": max_iter, "n_boot": n_boot,
                    "tatoeba": tatoeba, "fusion": fusion, "fusion_depth": fusion_depth,
                    "curves": CURVES},
@@ -400,7 +417,7 @@ def add_parser(subparsers):
                    help="comma-separated encoders, e.g. e5-small-q4,random:e5-small-q4 or (with the Hub) "
                         "bert-base-multilingual-cased,xlm-roberta-base,xlm-roberta-large")
     p.add_argument("--lang", required=True, help="comma-separated target languages with a PUD treebank")
-    p.add_argument("--tasks", default="upos", help="probe tasks (default: upos)")
+    p.add_argument("--tasks", default=POS, help=f"probe tasks (default: {POS})")
     p.add_argument("--no-fusion", action="store_true", help="skip the DLFA fusion runs")
     p.add_argument("--fusion-depth", type=float, default=0.5,
                    help="relative depth of the layer DLFA fuses with the last one (default: 0.5)")

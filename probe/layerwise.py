@@ -2,7 +2,7 @@
 
 :func:`layers` is the toolkit's main analysis and the API behind ``probe layers``:
 
-- **structure**: linear probes per layer (UPOS, universal dependency relation) trained
+- **structure**: linear probes per layer (part of speech, universal dependency relation) trained
   on English (EWT dev+test), evaluated in-language on English PUD and zero-shot on each
   target language's PUD, with a Hewitt & Liang control task (selectivity = task − control);
 - **language identity**: a probe over the chosen languages' PUD words (held-out
@@ -34,10 +34,11 @@ import numpy as np
 from . import __version__
 from .errors import ProbeError
 from .results import ResultDisplay, SavedFiles, closed, load_counts, report_file, save_counts
+from .tasks import POS, PROBE_TASKS, recorded_curve, recorded_task
+from .tasks import UPOS_TAGS as _UD_TAGS
 
-UPOS_TAGS = ["ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON",
-             "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X"]
-TASKS = ("upos", "deprel", "langid")
+TASKS = tuple(PROBE_TASKS)  # ("pos", "deprel", "langid"); "upos" is accepted for "pos"
+UPOS_TAGS = list(_UD_TAGS)  # the POS probe's labels, also read from here (notebook, benchmarks)
 SOURCE_LANG = "en"
 
 
@@ -181,24 +182,15 @@ _check_targets = check_targets
 
 
 def _parse_tasks(tasks) -> list[str]:
-    """Probe tasks as recorded in the report: ``pos`` (or ``upos``) -> ``"upos"`` (the UD
-    tag-set probe), ``deprel``, ``langid``; no duplicates."""
-    from .tasks import task_name
-
+    """Probe tasks by their recorded names (:data:`probe.tasks.PROBE_TASKS`: ``upos`` ->
+    ``pos``), no duplicates; an unknown name is one error listing the valid ones."""
     names = tasks.split(",") if isinstance(tasks, str) else list(tasks)
-    out, bad = [], []
+    out = []
     for t in (str(x).strip() for x in names):
-        if not t:
-            continue
-        name = "upos" if task_name(t) == "pos" else t.lower()
-        if name not in TASKS:
-            bad.append(t)
-        elif name not in out:
-            out.append(name)
-    if bad:
-        raise ProbeError(f"unknown task(s) {', '.join(bad)}; choose from pos (or upos), deprel, langid")
+        if t and PROBE_TASKS.canonical(t) not in out:
+            out.append(PROBE_TASKS.canonical(t))
     if not out:
-        raise ProbeError("no probe task given; choose from pos (or upos), deprel, langid")
+        raise ProbeError(f"no probe task given; choose from {PROBE_TASKS.listing()}")
     return out
 
 
@@ -207,20 +199,22 @@ def _universal(names: list[str]) -> list[str]:
 
 
 def _label_ids(entry, task: str, vocab: list[str]) -> np.ndarray:
-    """Entry labels mapped onto a shared vocabulary (``-1`` = missing/unknown)."""
-    names = entry.vocab(task)
-    if task == "deprel":
+    """Entry labels of probe task ``task`` (read from its label column) mapped onto a
+    shared vocabulary (``-1`` = missing/unknown)."""
+    column = PROBE_TASKS[task].column
+    names = entry.vocab(column)
+    if PROBE_TASKS[task].universal:
         names = _universal(names)
     index = {v: i for i, v in enumerate(vocab)}
     lut = np.asarray([index.get(n, -1) for n in names] + [-1], dtype=np.int64)
-    raw = np.asarray(entry.labels(task), dtype=np.int64)
+    raw = np.asarray(entry.labels(column), dtype=np.int64)
     return lut[np.where(raw >= 0, raw, len(names))]
 
 
 def entry_labels(entry, task: str, vocab: list[str]) -> np.ndarray:
-    """``[n_words]`` label ids of ``task`` in ``entry`` mapped onto ``vocab`` (``-1`` =
-    missing or not in ``vocab``; ``deprel`` reduced to universal relations), as the probes
-    read them."""
+    """``[n_words]`` label ids of probe task ``task`` (``pos``, or ``upos``; ``deprel``) in
+    ``entry`` mapped onto ``vocab`` (``-1`` = missing or not in ``vocab``; ``deprel``
+    reduced to universal relations), as the probes read them."""
     return _label_ids(entry, task, vocab)
 
 
@@ -247,9 +241,12 @@ def _aligned_rows(a, b) -> tuple[np.ndarray, np.ndarray]:
 class LayerResult(ResultDisplay):
     """All numbers of one ``layers`` run (``report`` is JSON-ready) with table and plots.
 
-    ``counts``: per-sentence outcomes of each curve, ``{"upos de": [n_layers, n_sentences, 2]
+    ``counts``: per-sentence outcomes of each curve, ``{"pos de": [n_layers, n_sentences, 2]
     (correct, total)}``, for paired comparisons (:meth:`difference`); :meth:`save` writes them
     to ``counts.npz`` next to ``report.json`` and :meth:`load` reads them back.
+
+    One vocabulary: a report saved when the POS probe was recorded as ``upos`` is read with
+    ``pos`` (task, curve and count names).
 
     In Jupyter the result shows its per-layer table; ``repr`` is short.
     """
@@ -257,23 +254,27 @@ class LayerResult(ResultDisplay):
     report: dict
     counts: dict | None = field(default=None, repr=False)
 
+    def __post_init__(self):
+        self.report = _recorded_names(self.report)
+        if self.counts:
+            self.counts = {recorded_curve(k): v for k, v in self.counts.items()}
+
     def difference(self, curve: str, layer_a: int, layer_b: int, other: "LayerResult | None" = None,
                    *, n_boot: int = 1000, seed: int = 0):
         """Paired sentence bootstrap of ``curve`` at ``layer_a`` minus at ``layer_b`` (of
         ``other``, another model's result on the same sentences, if given).
 
-        ``curve``: a key of :attr:`counts`, e.g. ``"upos de"``, ``"retrieval en-de"``, or
+        ``curve``: a key of :attr:`counts`, e.g. ``"pos de"``, ``"retrieval en-de"``, or
         ``"cka en-de"`` (a delete-a-group jackknife interval instead of the bootstrap).
         Returns :class:`probe.stats.PairedDifference` (``within_noise`` when the 95% CI holds 0).
 
-        >>> res.difference("upos de", 7, 12).within_noise      # doctest: +SKIP
+        >>> res.difference("pos de", 7, 12).within_noise       # doctest: +SKIP
         False
         """
         from .stats import jackknife_difference
 
         other = other or self
-        if curve.startswith("pos "):  # one vocabulary: "pos de" is the UD probe "upos de"
-            curve = "u" + curve
+        curve = recorded_curve(curve)  # "upos de" is accepted for "pos de"
         for r in (self, other):
             if r.counts is None:
                 raise ProbeError("this result has no per-sentence outcomes (it was loaded from a "
@@ -296,7 +297,7 @@ class LayerResult(ResultDisplay):
         return _count_difference(a, b, n_boot, seed)
 
     def curves(self) -> list[str]:
-        """Names :meth:`difference` accepts (``"upos de"``, ``"retrieval en-de"``, ``"cka en-de"``)."""
+        """Names :meth:`difference` accepts (``"pos de"``, ``"retrieval en-de"``, ``"cka en-de"``)."""
         return sorted(("cka " + k[len("cka-jackknife "):]) if k.startswith("cka-jackknife ") else k
                       for k in (self.counts or {}))
 
@@ -339,13 +340,13 @@ class LayerResult(ResultDisplay):
         r = self.report
         cols: dict[str, list] = {}
         pr = r["probes"]
-        if "upos" in pr:
-            cols["UPOS en"] = [x["accuracy"] for x in pr["upos"]["en"]]
+        if POS in pr:
+            cols["POS en"] = [x["accuracy"] for x in pr[POS]["en"]]
             for lang in self.langs:
-                cols[f"UPOS {lang}"] = [x["accuracy"] for x in pr["upos"][lang]]
-                if any("unflagged" in x for x in pr["upos"][lang]):  # input="text": without flagged words
-                    cols[f"UPOS {lang} -flag"] = [x.get("unflagged", x)["accuracy"] for x in pr["upos"][lang]]
-            cols["UPOS sel"] = pr["upos"]["selectivity_en"]
+                cols[f"POS {lang}"] = [x["accuracy"] for x in pr[POS][lang]]
+                if any("unflagged" in x for x in pr[POS][lang]):  # input="text": without flagged words
+                    cols[f"POS {lang} -flag"] = [x.get("unflagged", x)["accuracy"] for x in pr[POS][lang]]
+            cols["POS sel"] = pr[POS]["selectivity_en"]
         if "deprel" in pr:
             cols["dep en"] = [x["accuracy"] for x in pr["deprel"]["en"]]
         for lang in self.langs:
@@ -390,7 +391,7 @@ class LayerResult(ResultDisplay):
         from .plotting import LAYER_AXIS, palette, show_or_save, subplots
 
         r = self.report
-        tasks = [t for t in ("upos", "deprel") if t in r["probes"]]
+        tasks = list(r["probes"])  # the word-level probe tasks, in report order
         owned = ax is None
         fig, axes = subplots(ax, max(len(tasks), 1), figsize=(5.2 * max(len(tasks), 1), 3.8))
         L = self.layer_ids
@@ -444,10 +445,10 @@ class LayerResult(ResultDisplay):
         """Curves min-max normalised over layers (0 = the curve's worst layer, 1 = its best)."""
         r = self.report
         curves = {}
-        if "upos" in r["probes"]:
-            curves["UPOS en (structure)"] = [x["accuracy"] for x in r["probes"]["upos"]["en"]]
-            curves["UPOS zero-shot, mean over targets"] = list(np.mean(
-                [[x["accuracy"] for x in r["probes"]["upos"][l]] for l in self.langs], axis=0))
+        if POS in r["probes"]:
+            curves["POS en (structure)"] = [x["accuracy"] for x in r["probes"][POS]["en"]]
+            curves["POS zero-shot, mean over targets"] = list(np.mean(
+                [[x["accuracy"] for x in r["probes"][POS][l]] for l in self.langs], axis=0))
         if "deprel" in r["probes"]:
             curves["deprel en (structure)"] = [x["accuracy"] for x in r["probes"]["deprel"]["en"]]
         curves["CKA en–xx (cross-lingual)"] = list(np.mean([r["cka"][l]["debiased"] for l in self.langs], 0))
@@ -539,7 +540,7 @@ class LayerResult(ResultDisplay):
                 for l in self.layer_ids:
                     row = {"perturbation": pert, "lang": lang, "layer": l,
                            "changed_words": r["changed_words"]}
-                    for task in ("upos", "deprel"):
+                    for task in self.report["config"]["tasks"]:
                         if task in r:
                             row[f"{task}"] = r[task]["accuracy"][l]
                             row[f"{task} drop"], row[f"{task} lo"], row[f"{task} hi"] = r[task]["drop"][l]
@@ -550,7 +551,7 @@ class LayerResult(ResultDisplay):
         return pd.DataFrame(rows)
 
     def plot_robustness(self, path: Path | None = None, *, ax=None):
-        """Drop of zero-shot UPOS and of retrieval per layer under each perturbation; returns
+        """Drop of zero-shot POS and of retrieval per layer under each perturbation; returns
         the Figure (``ax``: one Axes per panel)."""
         from .plotting import LAYER_AXIS, palette, show_or_save, subplots
 
@@ -558,7 +559,7 @@ class LayerResult(ResultDisplay):
         if not rob:
             raise ProbeError("this result has no robustness analysis (run layers(..., perturb=...))")
         perts = list(rob["results"])
-        metrics = [m for m in ("upos", "retrieval") if m == "retrieval" or
+        metrics = [m for m in (POS, "retrieval") if m == "retrieval" or
                    m in next(iter(next(iter(rob["results"].values())).values()))]
         owned = ax is None
         fig, axes = subplots(ax, len(metrics), figsize=(5.4 * len(metrics), 3.9))
@@ -575,7 +576,7 @@ class LayerResult(ResultDisplay):
             ax.axhline(0, color="0.3", lw=0.8)
             ax.set_xlabel(LAYER_AXIS)
             ax.set_ylabel("accuracy drop (clean − perturbed)")
-            ax.set_title("zero-shot UPOS probe (trained on clean English)" if metric == "upos"
+            ax.set_title("zero-shot POS probe (trained on clean English)" if metric == POS
                          else "PUD retrieval en↔xx (accuracy@1, both directions)")
         axes[-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
         cap = (f"perturbed PUD {', '.join(self.langs)} (seed {rob['seed']}); English and probe training "
@@ -607,8 +608,30 @@ class LayerResult(ResultDisplay):
 
 
 # ----------------------------------------------------------------------------- analysis
+def _recorded_names(report: dict) -> dict:
+    """``report`` with its task and curve names in the API's vocabulary (a report saved when
+    the POS probe was recorded as ``upos`` reads ``pos``); unchanged sections are shared."""
+    report = dict(report)
+    if "config" in report and "tasks" in report["config"]:
+        report["config"] = {**report["config"], "tasks": [recorded_task(t) for t in report["config"]["tasks"]]}
+    if "probes" in report:
+        report["probes"] = {recorded_task(t): v for t, v in report["probes"].items()}
+    if "curves" in report.get("noise", {}):
+        report["noise"] = {**report["noise"],
+                           "curves": {recorded_curve(k): v for k, v in report["noise"]["curves"].items()}}
+    if report.get("robustness"):
+        rob = report["robustness"]
+        report["robustness"] = {**rob, "results": {
+            p: {lang: {recorded_task(k): v for k, v in row.items()} for lang, row in per_lang.items()}
+            for p, per_lang in rob["results"].items()}}
+    return report
+
+
 def _probe_vocab(task, train) -> list[str]:
-    return UPOS_TAGS if task == "upos" else sorted(set(_universal(train.vocab("deprel"))))
+    """The label list of probe task ``task``: fixed (``pos``) or the training entry's own
+    (``deprel``, universal relations)."""
+    t = PROBE_TASKS[task]
+    return list(t.labels) if t.labels else sorted(set(_universal(train.vocab(t.column))))
 
 
 def _module_source(name: str) -> Path:
@@ -620,7 +643,7 @@ def _module_source(name: str) -> Path:
 def _probe_code() -> tuple:
     """The code a fitted probe and its evaluation depend on (keys of their memoised results)."""
     return (_fit_probes, _label_ids, _probe_vocab, _universal, _sentence_ids, _split_counts,
-            _module_source("probes"), _module_source("stats"), " ".join(UPOS_TAGS))
+            _module_source("probes"), _module_source("stats"), repr(list(PROBE_TASKS.values())))
 
 
 _PROBE_STATE = ("classes_", "coef_", "intercept_", "mean_", "scale_", "n_iter_", "n_features_in_")
@@ -974,12 +997,13 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
            sentence: str = "mean-words") -> LayerResult:
     """Run the per-layer analysis for English → each of ``langs``.
 
-    ``tasks``: probe tasks, ``pos`` (or ``upos``: the UD tag set, recorded as ``upos``),
-    ``deprel``, ``langid``. ``layers``: the layers to analyse, e.g. ``[0, 6, 12]``, ``"0,6,-1"``
-    (negative counts from the end) or ``None``/``"all"`` (every layer, 0 = embeddings).
+    ``tasks``: probe tasks (:data:`probe.tasks.PROBE_TASKS`), ``pos`` (part of speech, UD's
+    universal tags; ``upos`` is accepted and recorded as ``pos``), ``deprel``, ``langid``.
+    ``layers``: the layers to analyse, e.g. ``[0, 6, 12]``, ``"0,6,-1"`` (negative counts from
+    the end) or ``None``/``"all"`` (every layer, 0 = embeddings).
 
     Missing cache entries are extracted first (the model is loaded only then).
-    Probes run ``max_iter`` L-BFGS iterations (default 30: on e5-small UPOS probes the
+    Probes run ``max_iter`` L-BFGS iterations (default 30: on e5-small POS probes the
     in-language accuracy was within 0.1 points of 100 iterations at a third of the time).
     Fitted probes and each layer's evaluation are memoised in the cache, so an interrupted
     or repeated analysis only computes what is missing.

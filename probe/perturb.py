@@ -35,6 +35,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .errors import ProbeError
+from .registry import Registry
 
 __all__ = ["Perturbation", "PERTURBATIONS", "parse_perturbations", "perturb_corpus", "perturb_words",
            "changed_fraction"]
@@ -48,12 +49,13 @@ class _Kind:
     help: str
 
 
-PERTURBATIONS: dict[str, _Kind] = {}
+#: name -> the perturbation's kind (whether it takes a rate, its word function, help)
+PERTURBATIONS = Registry("perturbation")
 
 
 def _register(name: str, takes_rate: bool, help: str):
     def deco(fn):
-        PERTURBATIONS[name] = _Kind(name, takes_rate, fn, help)
+        PERTURBATIONS.register(name, _Kind(name, takes_rate, fn, help))
         return fn
     return deco
 
@@ -67,9 +69,8 @@ class Perturbation:
     seed: int = 0
 
     def __post_init__(self):
-        k = PERTURBATIONS.get(self.kind)
-        if k is None:
-            raise ProbeError(f"unknown perturbation {self.kind!r}; choose from {', '.join(PERTURBATIONS)}")
+        k = PERTURBATIONS[self.kind]  # ProbeError listing the kinds
+        object.__setattr__(self, "kind", k.name)  # "Typo" is recorded as "typo"
         if k.takes_rate and (self.rate is None or not 0 < self.rate <= 1):
             raise ProbeError(f"perturbation {self.kind} needs a rate in (0, 1], e.g. {self.kind}:0.1")
         if not k.takes_rate and self.rate is not None:

@@ -257,7 +257,7 @@ def _fusion_wanted(targets, n_train=1500, n_dev=500, n_test=500, data_seed=0):
 
 
 def plan(models, langs, *, command: str = "compare", corpus: str = "pud", split: str | None = None,
-         pooling: str = "first", tasks="upos", train: tuple[str, str] = ("ud", "dev+test"),
+         pooling: str = "first", tasks="pos", train: tuple[str, str] = ("ud", "dev+test"),
          tatoeba: bool = False, fusion: bool = True, batch_tokens: int | None = None,
          device: str | None = None, dtype: str = "float32", workers: int | None = None,
          progress: bool = False) -> Plan:

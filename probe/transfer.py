@@ -416,24 +416,39 @@ def _train_and_score(job: dict) -> dict:
     return out
 
 
-def _memo_run(job: dict) -> dict:
+def run_code(task: str) -> str:
+    """The code a fusion run's numbers depend on, as a :func:`probe.cache.code_version`
+    digest (part of the key of its memoised result): the functions here that train and score
+    a run, the fusion module (:class:`probe.fusion.FusionClassifier`), the metrics and the
+    task's definition. Editing one of them recomputes the runs; editing anything else in the
+    package reuses them."""
+    from .cache import code_version, source_file
+    from .data.xtreme import entity_f1, task_def
+
+    return code_version(_train_and_score, CachedView, map_labels, sentence_counts, _metric, entity_f1,
+                        source_file("fusion"), source_file("stats"), repr(task_def(task)))
+
+
+def _memo_run(job: dict, code: str | None = None) -> dict:
+    """One run, memoised; ``code``: its :func:`run_code` (computed here if not given)."""
     from .cache import memoized
 
-    return memoized("fusion-run", _run_key(job), lambda: _train_and_score(job))
+    return memoized("fusion-run", _run_key(job), lambda: _train_and_score(job),
+                    code=code or run_code(job["task"]))
 
 
 class _Missing(Exception):
     pass
 
 
-def _memo_lookup(job: dict) -> dict | None:
+def _memo_lookup(job: dict, code: str | None = None) -> dict | None:
     from .cache import memoized
 
     def missing():
         raise _Missing
 
     try:
-        return memoized("fusion-run", _run_key(job), missing)
+        return memoized("fusion-run", _run_key(job), missing, code=code or run_code(job["task"]))
     except _Missing:
         return None
 
@@ -516,7 +531,8 @@ class _Runner:
         """(results in job order, number of runs trained now rather than reused)."""
         from tqdm.auto import tqdm
 
-        results: list[dict | None] = [_memo_lookup(j) for j in jobs]
+        code = {task: run_code(task) for task in {j["task"] for j in jobs}}  # hashed once per sweep
+        results: list[dict | None] = [_memo_lookup(j, code[j["task"]]) for j in jobs]
         todo = [i for i, r in enumerate(results) if r is None]
         if not todo:
             return results, 0  # type: ignore[return-value]
@@ -527,14 +543,14 @@ class _Runner:
                    file=sys.stderr)
         if self.n_jobs == 1:
             for i in todo:
-                results[i] = _memo_run(jobs[i])
+                results[i] = _memo_run(jobs[i], code[jobs[i]["task"]])
                 bar.update(1)
         else:
             from concurrent.futures import as_completed
 
             pool = self._pool()
             with _main_hidden():
-                futures = {pool.submit(_memo_run, jobs[i]): i for i in todo}
+                futures = {pool.submit(_memo_run, jobs[i], code[jobs[i]["task"]]): i for i in todo}
             for fut in as_completed(futures):
                 results[futures[fut]] = fut.result()
                 bar.update(1)

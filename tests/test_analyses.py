@@ -1,18 +1,21 @@
-"""The analysis scripts' registry, the family permutation test, and `probe figures --help`."""
+"""The analyses' registry (probe.analyses), the family permutation test, and `probe figures`."""
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from probe.errors import ProbeError
-from probe.figures import add_parser, load_analyses, repo_root, run
+from probe.figures import add_parser, load_analyses, run
 
 EXPECTED = ["layer_tradeoff", "cka_heatmaps", "language_families", "retrieval_tatoeba", "fusion_sweep", "robustness", "scaling",
-            "input_format"]
+            "input_format", "finetune_gains"]
+PACKAGE = Path(__file__).resolve().parents[1] / "probe" / "analyses"
 
 
 @pytest.fixture(scope="module")
@@ -21,13 +24,27 @@ def registry():
 
 
 def test_registry_lists_every_analysis_in_order(registry):
+    from probe.analyses import ANALYSES, by_default
+    from probe.registry import Registry
+
+    assert registry is ANALYSES and isinstance(registry, Registry)
     assert list(registry) == EXPECTED
+    assert sorted(p.stem for p in PACKAGE.glob("[!_]*.py")) == sorted(EXPECTED)  # every module registered
     for name, mod in registry.items():
-        assert mod.NAME == name
+        assert mod.NAME == name and mod.__name__ == f"probe.analyses.{name}"
         assert callable(mod.main) and mod.CLAIM
         params = list(__import__("inspect").signature(mod.main).parameters)
         assert params[:3] == ["model", "out_root", "quick"]
-        assert (repo_root() / "analyses" / f"{name}.py").is_file()
+        assert Path(mod.__file__).resolve() == PACKAGE / f"{name}.py"
+    assert [n for n in EXPECTED if not by_default(n)] == ["finetune_gains"]  # hours: only when named
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_each_analysis_runs_as_a_module(name):
+    proc = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", f"probe.analyses.{name}", "--help"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert f"python3 -m probe.analyses.{name}" in proc.stdout and "--quick" in proc.stdout
 
 
 def _families(registry):
@@ -107,7 +124,7 @@ def test_figures_help_documents_every_option(capsys):
     out = capsys.readouterr().out
     for flag in ("--model", "--only", "--quick", "--out-root", "--list"):
         assert flag in out
-    assert "e5-small-q4" in out and "source checkout" in out
+    assert "e5-small-q4" in out and "python3 -m probe.analyses.<name>" in out and "--analyses-dir" not in out
     for name in EXPECTED:
         assert name in out
     args = parser.parse_args(["figures"])
@@ -141,6 +158,22 @@ def test_figures_runs_selected_analyses_and_prints_paths(capsys, tmp_path, monke
     assert "cka_heatmaps.json" in out and "1/1 analyses" in out
 
 
+def test_figures_runs_the_default_analyses_in_order(capsys, tmp_path, monkeypatch, registry):
+    calls = []
+    for name in EXPECTED:
+        def fake_main(model, out_root, quick, name=name):
+            calls.append(name)
+            return []
+
+        monkeypatch.setattr(registry[name], "main", fake_main)
+    assert run(_parser().parse_args(["figures", "--out-root", str(tmp_path)])) == 0
+    assert calls == EXPECTED[:-1]  # finetune_gains runs only when named
+    assert f"{len(EXPECTED) - 1}/{len(EXPECTED) - 1} analyses" in capsys.readouterr().out
+    calls.clear()
+    assert run(_parser().parse_args(["figures", "--only", "Finetune_Gains,scaling", "--out-root", str(tmp_path)])) == 0
+    assert calls == ["finetune_gains", "scaling"]
+
+
 def test_figures_keep_going_reports_failure(capsys, tmp_path, monkeypatch, registry):
     def boom(model, out_root, quick):
         raise RuntimeError("no data")
@@ -152,10 +185,7 @@ def test_figures_keep_going_reports_failure(capsys, tmp_path, monkeypatch, regis
 
 
 def test_subset_gets_its_own_split_name_and_keeps_pairs_aligned():
-    import sys
-
-    sys.path.insert(0, str(repo_root()))
-    from analyses._common import subset
+    from probe.analyses._common import subset
     from probe.data import Corpus, Sentence
 
     def corpus(split, prefix):

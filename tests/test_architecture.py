@@ -1,5 +1,6 @@
 """The package's import graph, checked with ``ast``: no import cycle between modules of
-``probe/`` and no module importing another module's private (``_name``) names."""
+``probe/`` and no module importing another module's private (``_name``) names; the analyses
+(``probe.analyses``) use only public names of the rest of the package."""
 from __future__ import annotations
 
 import ast
@@ -113,3 +114,25 @@ def test_no_private_name_imported_across_modules():
     bad = [f"{src}:{line} imports {dst}.{n}" for src, dst, names, line in imports()
            for n in names if n.startswith("_") and not n.startswith("__") and dst != src]
     assert bad == [], "private names imported across modules:\n" + "\n".join(bad)
+
+
+def _private_parts(module: str, names: list[str]) -> list[str]:
+    return [p for p in module.split(".") if p.startswith("_") and not p.startswith("__")] + \
+        [n for n in names if n.startswith("_") and not n.startswith("__")]
+
+
+def test_the_analyses_import_nothing_private_from_probe():
+    """probe.analyses is written like user code: from the rest of the package it imports
+    only public modules and names (its own helper module ``_common`` is its business), and
+    no analysis edits ``sys.path`` to find the package."""
+    used = [(src, dst, names, line) for src, dst, names, line in imports()
+            if src.startswith("probe.analyses") and not dst.startswith("probe.analyses")]
+    assert len({src for src, *_ in used}) >= 9  # every analysis module uses the package
+    bad = [f"{src}:{line} imports {dst} {names}" for src, dst, names, line in used if _private_parts(dst, names)]
+    assert bad == [], "private names used by the analyses:\n" + "\n".join(bad)
+    assert _private_parts("probe.data._ud", []) == ["_ud"] and _private_parts("probe.cache", ["_x"]) == ["_x"]
+    for path in sorted((PACKAGE / "analyses").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            is_sys_path = (isinstance(node, ast.Attribute) and node.attr == "path"
+                           and isinstance(node.value, ast.Name) and node.value.id == "sys")
+            assert not is_sys_path, f"{path.name}:{node.lineno} touches sys.path"

@@ -62,17 +62,18 @@ def test_compare_two_tiny_models_of_different_depth(mirror, tmp_path):
                   fusion=True, fusion_seeds=1, fusion_examples=60, fusion_dev=30, fusion_test=30,
                   fusion_epochs=1, progress=False)
     rep = res.report
+    assert rep["config"]["tasks"] == ["pos"]  # "upos" accepted, "pos" recorded
     assert [m["n_layers"] for m in rep["models"]] == [2, 4]
     assert rep["curves"]["tiny-2"]["relative_depth"] == [0.0, 0.5, 1.0]
     assert rep["curves"]["tiny-4"]["relative_depth"] == [0.0, 0.25, 0.5, 0.75, 1.0]
     for name, L in (("tiny-2", 2), ("tiny-4", 4)):
         cur = rep["curves"][name]
-        for curve in ("cka", "retrieval", "upos_zero_shot"):
+        for curve in ("cka", "retrieval", "pos_zero_shot"):
             assert len(cur[curve]) == L + 1
             pk = rep["peaks"][name][curve]
             assert pk["relative"] == pytest.approx(pk["layer"] / L)
             assert pk["value"] == pytest.approx(max(cur[curve]))
-        for curve in ("cka", "retrieval", "upos_zero_shot"):
+        for curve in ("cka", "retrieval", "pos_zero_shot"):
             assert rep["peaks"][name][curve]["layer"] in rep["peaks"][name][curve]["within_noise"]
         # the layer results behind the curves are the layers() numbers
         lr = res.layer_results[name].report
@@ -82,8 +83,8 @@ def test_compare_two_tiny_models_of_different_depth(mirror, tmp_path):
     assert rep["fusion"]["tiny-2"]["relative"] == rep["fusion"]["tiny-4"]["relative"] == 0.5
     # the two models are scored on the same sentences, so their peaks are compared pairwise
     diffs = {d["curve"]: d for d in rep["model_differences"]}
-    assert set(diffs) == {"cka", "retrieval", "upos_zero_shot"}
-    d = diffs["upos_zero_shot"]
+    assert set(diffs) == {"cka", "retrieval", "pos_zero_shot"}
+    d = diffs["pos_zero_shot"]
     assert d["difference"] == pytest.approx(d["value_a"] - d["value_b"], abs=1e-9)
     assert d["within_noise"] == (d["lo"] <= 0 <= d["hi"])
     table = res.table()

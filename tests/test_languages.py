@@ -145,5 +145,5 @@ def test_languages_with():
     assert {lang.name for lang in languages_with("pud")} == PUD_UPSTREAM
     tatoeba = languages_with("tatoeba")
     assert get_language("cmn") in tatoeba and get_language("en") not in tatoeba
-    with pytest.raises(ProbeError, match="unknown corpus 'nope'; registered: pud, tatoeba, ud"):
+    with pytest.raises(ProbeError, match="unknown corpus 'nope'; choose from pud, ud, tatoeba"):
         languages_with("nope")

@@ -30,7 +30,8 @@ def test_probe_layers_cli_writes_table_report_and_figures(mirror, tmp_path, caps
                "--train", "ud:dev", "--n-boot", "200", "--out", str(out), "--quiet"])
     assert rc == 0
     printed = capsys.readouterr().out
-    assert "UPOS en" in printed and "CKA en-de" in printed and "R en>de" in printed
+    assert "POS en" in printed and "CKA en-de" in printed and "R en>de" in printed
+    assert "upos" not in printed.lower()  # "upos" accepted as input, "pos" printed
     rows = [l for l in printed.splitlines() if l.strip()[:2].strip().isdigit()]
     assert len(rows) >= 13  # one row per layer 0..12
 
@@ -39,14 +40,15 @@ def test_probe_layers_cli_writes_table_report_and_figures(mirror, tmp_path, caps
     assert report["layers"] == list(range(13))
     assert report["seeds"]["probe"] == 0 and report["versions"]["torch"]
     assert report["data"]["pud"]["de"]["sha256"] and report["data"]["train"]["split"] == "dev"
-    upos_en = [r["accuracy"] for r in report["probes"]["upos"]["en"]]
-    upos_de = [r["accuracy"] for r in report["probes"]["upos"]["de"]]
-    ctrl = [r["accuracy"] for r in report["probes"]["upos"]["control_en"]]
-    # A real multilingual encoder: English UPOS is high in the middle layers, zero-shot German
+    assert report["config"]["tasks"] == ["pos", "langid"]
+    pos_en = [r["accuracy"] for r in report["probes"]["pos"]["en"]]
+    pos_de = [r["accuracy"] for r in report["probes"]["pos"]["de"]]
+    ctrl = [r["accuracy"] for r in report["probes"]["pos"]["control_en"]]
+    # A real multilingual encoder: English POS is high in the middle layers, zero-shot German
     # is lower than in-language English, and the task beats its control task.
-    assert max(upos_en) > 0.9 and max(upos_de) > 0.7 and max(upos_de) < max(upos_en)
-    assert all(a > c for a, c in zip(upos_en, ctrl))
-    for r in report["probes"]["upos"]["en"]:
+    assert max(pos_en) > 0.9 and max(pos_de) > 0.7 and max(pos_de) < max(pos_en)
+    assert all(a > c for a, c in zip(pos_en, ctrl))
+    for r in report["probes"]["pos"]["en"]:
         lo, hi = r["accuracy_ci"]
         assert lo <= r["accuracy"] <= hi
     cka = report["cka"]["de"]["debiased"]
@@ -61,7 +63,7 @@ def test_probe_layers_cli_writes_table_report_and_figures(mirror, tmp_path, caps
     res = LayerResult.load(out / "report.json")
     assert list(res.table().index) == list(range(13))
     proc = subprocess.run([sys.executable, "-m", "probe.cli", "layers", "--lang", "de", "--model",
-                           "e5-small-q4", "--tasks", "upos,langid", "--train", "ud:dev", "--n-boot",
+                           "e5-small-q4", "--tasks", "pos,langid", "--train", "ud:dev", "--n-boot",
                            "200", "--out", str(tmp_path / "again"), "--quiet"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

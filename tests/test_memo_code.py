@@ -76,3 +76,48 @@ def test_editing_the_probe_evaluation_function_invalidates_its_memoised_results(
     # 3 layers x (English, German, English control) evaluations recomputed; nothing else
     assert sorted(set(computed)) == ["probe-eval"] and len(computed) == 9
     assert same(edited_run.report["probes"], first.report["probes"])  # a no-op edit: same numbers
+
+
+def _edited_copy(fn, folder: Path, module: str):
+    """``fn`` with one more statement in its body, imported from a real source file (so that
+    ``inspect.getsource`` sees the edit); never called."""
+    import ast
+    import textwrap
+
+    source = textwrap.dedent(inspect.getsource(fn))
+    body = ast.parse(source).body[0].body
+    after = body[0].end_lineno if isinstance(body[0], ast.Expr) else body[0].lineno - 1  # past the docstring
+    lines = source.splitlines(keepends=True)
+    edited = "".join(lines[:after]) + "    assert True\n" + "".join(lines[after:])
+    (folder / f"{module}.py").write_text("from __future__ import annotations\n\n" + edited)
+    return getattr(importlib.import_module(module), fn.__name__)
+
+
+def test_editing_a_fusion_run_function_invalidates_its_memoised_runs_and_nothing_else(tmp_path, monkeypatch):
+    """Fusion runs are keyed on the code that computes them (probe.transfer.run_code), not on
+    the whole package: an edit elsewhere reuses them, an edit of that code recomputes."""
+    from probe import transfer
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    job = {"task": "pos", "method": "dlfa", "k": 1, "seed": 0, "params": {"lr": 0.01, "epochs": 1},
+           "keys": {"train": "train-key", "dev": "dev-key", "targets": {"de": "de-key"}}}
+    stored = {"dev_score": 0.5, "targets": {"de": {"score": 0.25, "counts": [[1], [4]]}}}
+    assert transfer._memo_lookup(job) is None
+    assert memoized("fusion-run", transfer._run_key(job), lambda: stored, code=transfer.run_code("pos")) == stored
+    assert transfer._memo_lookup(job) == stored and transfer._memo_run(job) == stored  # what a sweep reads
+    key = transfer.run_code("pos")
+    assert transfer.run_code("ner") != key  # the task definition is part of it
+
+    # unrelated edits: any other file of the package (the whole-package digest) and a function
+    # that only reads finished runs (which k to report)
+    monkeypatch.setattr(cache, "_PACKAGE_CODE", ["the package after an unrelated edit"])
+    monkeypatch.setattr(transfer, "_select_k", _edited_copy(transfer._select_k, tmp_path, "edited_select"))
+    assert transfer.run_code("pos") == key and transfer._memo_lookup(job) == stored
+
+    # the body of a function that trains or scores a run: the memoised run is not reused
+    for i, name in enumerate(["_train_and_score", "sentence_counts"]):
+        with monkeypatch.context() as m:
+            m.setattr(transfer, name, _edited_copy(getattr(transfer, name), tmp_path, f"edited_run{i}"))
+            assert transfer.run_code("pos") != key
+            assert transfer._memo_lookup(job) is None
+    assert transfer.run_code("pos") == key and transfer._memo_lookup(job) == stored  # edits undone

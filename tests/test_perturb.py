@@ -108,9 +108,9 @@ def test_layers_robustness_with_a_tiny_model(mirror, tmp_path):
     assert zh_lower["changed_words"] < 0.05 < de_typo["changed_words"]
     assert de_typo["cache_key"] != res.report["data"]["pud"]["de"]["cache_key"]
     for l in res.layer_ids:
-        d, lo, hi = de_typo["upos"]["drop"][l]
-        clean = res.report["probes"]["upos"]["de"][l]["accuracy"]
-        assert d == pytest.approx(clean - de_typo["upos"]["accuracy"][l], abs=1e-6)
+        d, lo, hi = de_typo["pos"]["drop"][l]
+        clean = res.report["probes"]["pos"]["de"][l]["accuracy"]
+        assert d == pytest.approx(clean - de_typo["pos"]["accuracy"][l], abs=1e-6)
         assert lo <= d <= hi
         d, lo, hi = de_typo["cka_drop"][l]
         assert d == pytest.approx(res.report["cka"]["de"]["debiased"][l] - de_typo["cka"][l], abs=1e-6)
@@ -118,13 +118,14 @@ def test_layers_robustness_with_a_tiny_model(mirror, tmp_path):
     # noise summary: every curve names its peak and the peak is among the tied layers
     for name, n in res.report["noise"]["curves"].items():
         assert n["peak_layer"] in n["within_noise_of_peak"]
-    assert res.difference("upos de", 1, 1).difference == 0
+    assert res.difference("pos de", 1, 1).difference == 0
     cka_diff = res.difference("cka en-de", 2, 0)
     cka = res.report["cka"]["de"]["debiased"]
     assert cka_diff.difference == pytest.approx(cka[2] - cka[0]) and cka_diff.lo <= cka_diff.difference <= cka_diff.hi
     assert "cka en-zh" in res.report["noise"]["curves"]
     table = res.robustness_table()
     assert len(table) == 2 * 2 * 3  # perturbations x languages x layers
+    assert {"pos", "pos drop", "retrieval drop"} <= set(table.columns)
     paths = res.save(tmp_path / "out")
     assert any(p.name == "robustness.png" for p in paths)
     # a second run extracts nothing and fits nothing: the same numbers from the cache
@@ -132,10 +133,10 @@ def test_layers_robustness_with_a_tiny_model(mirror, tmp_path):
                    perturb="typo:0.2,lowercase", progress=False)
     assert again.report["robustness"]["results"] == rob["results"]
     loaded = LayerResult.load(tmp_path / "out" / "report.json")  # counts.npz restored beside it
-    assert loaded.difference("upos de", 0, 1) == res.difference("upos de", 0, 1)
+    assert loaded.difference("pos de", 0, 1) == res.difference("pos de", 0, 1)
     (tmp_path / "out" / "counts.npz").unlink()
     with pytest.raises(ProbeError, match="per-sentence"):
-        LayerResult.load(tmp_path / "out").difference("upos de", 0, 1)
+        LayerResult.load(tmp_path / "out").difference("pos de", 0, 1)
 
 
 def test_cli_rejects_a_bad_perturbation_before_any_work(capsys):

@@ -42,10 +42,10 @@ def test_repr_is_short_and_html_is_the_per_layer_table(result):
     text = repr(result)
     assert len(text) < 2000
     assert text.startswith("<LayerResult: tiny-results (L = 2), English -> de")
-    assert "UPOS de" in text and "CKA en-de" in text
+    assert "POS de" in text and "CKA en-de" in text and "UPOS" not in text
     html = result._repr_html_()
     assert "<table" in html and html.count("<tr") == 1 + 1 + 3  # header rows + layers 0..2
-    assert f"{result.table().loc[2, 'UPOS de']:.3f}" in html
+    assert f"{result.table().loc[2, 'POS de']:.3f}" in html
 
 
 def test_save_load_round_trip_answers_difference_exactly(result, saved, tmp_path):
@@ -55,20 +55,20 @@ def test_save_load_round_trip_answers_difference_exactly(result, saved, tmp_path
     for source in (files, tmp_path / "again", tmp_path / "again" / "report.json", saved):
         back = LayerResult.load(source)
         assert back.curves() == result.curves()
-        assert {"upos de", "upos en", "retrieval en-de", "cka en-de"} <= set(back.curves())
+        assert {"pos de", "pos en", "retrieval en-de", "cka en-de"} <= set(back.curves())
         for curve in back.curves():
             for a, b in ((0, 2), (2, 1)):
                 assert back.difference(curve, a, b) == result.difference(curve, a, b)
         for name, counts in result.counts.items():
             np.testing.assert_array_equal(back.counts[name], counts)
         assert back.table().equals(result.table())
-    with pytest.raises(ProbeError, match="unknown curve 'upos fr'.*upos de"):
-        back.difference("upos fr", 0, 1)
+    with pytest.raises(ProbeError, match="unknown curve 'pos fr'.*pos de"):
+        back.difference("upos fr", 0, 1)  # "upos" is read as "pos", in the message too
     with pytest.raises(ProbeError, match="layer 7 was not analysed"):
-        back.difference("upos de", 7, 1)
+        back.difference("pos de", 7, 1)
     (tmp_path / "again" / "counts.npz").unlink()
     with pytest.raises(ProbeError, match="no per-sentence outcomes"):
-        LayerResult.load(tmp_path / "again").difference("upos de", 0, 1)
+        LayerResult.load(tmp_path / "again").difference("pos de", 0, 1)
     with pytest.raises(ProbeError, match="no such result file"):
         LayerResult.load(tmp_path / "nothing-here")
 
@@ -118,8 +118,56 @@ def test_compare_result_round_trip(result, tmp_path):
     back = CompareResult.load(res.save(tmp_path / "cmp", figures=False))
     assert back.report == json.loads(json.dumps(report))
     inner = back.layer_results["tiny-results"]
-    assert inner.difference("upos de", 0, 2) == result.difference("upos de", 0, 2)
+    assert inner.difference("pos de", 0, 2) == result.difference("pos de", 0, 2)
     assert len(repr(back)) < 2000 and repr(back).startswith("<CompareResult: tiny-results")
+
+
+def _as_saved_with_upos(name: str) -> str:
+    """A task or curve name as reports recorded the POS probe before it was ``pos``."""
+    return "u" + name if name == "pos" or name.startswith(("pos ", "pos_")) else name
+
+
+def test_a_result_saved_with_upos_loads_with_pos(result, tmp_path):
+    """Folders saved when probe.layers recorded its POS probe as ``upos`` read back in the
+    one vocabulary: tasks, probes, noise curves, counts, table and difference say ``pos``."""
+    from probe.results import save_counts
+
+    old = json.loads(json.dumps(result.report))
+    old["config"]["tasks"] = [_as_saved_with_upos(t) for t in old["config"]["tasks"]]
+    old["probes"] = {_as_saved_with_upos(t): v for t, v in old["probes"].items()}
+    old["noise"]["curves"] = {_as_saved_with_upos(k): v for k, v in old["noise"]["curves"].items()}
+    assert "upos" in old["probes"] and "upos de (zero-shot)" in old["noise"]["curves"]
+    folder = tmp_path / "old"
+    folder.mkdir()
+    (folder / "report.json").write_text(json.dumps(old))
+    save_counts(folder / "counts.npz", {_as_saved_with_upos(k): v for k, v in result.counts.items()})
+
+    back = LayerResult.load(folder)
+    assert back.report["config"]["tasks"] == result.report["config"]["tasks"] == ["pos", "langid"]
+    assert back.report["probes"] == json.loads(json.dumps(result.report["probes"]))
+    assert list(back.report["noise"]["curves"]) == list(result.report["noise"]["curves"])
+    assert back.curves() == result.curves() and "pos de" in back.curves()
+    assert back.table().equals(result.table())
+    assert back.difference("pos de", 0, 2) == back.difference("upos de", 0, 2) == result.difference("pos de", 0, 2)
+
+
+def test_committed_results_with_upos_read_as_pos():
+    """The committed analysis records embed reports saved with ``upos``; as result objects
+    they read ``pos`` (the records themselves are rewritten when regenerated)."""
+    from probe.compare import CompareResult
+
+    layers_report = json.loads((REPO / "results" / "layer_tradeoff.json").read_text())["results"]["layers_report"]
+    compare_report = json.loads((REPO / "results" / "scaling.json").read_text())["results"]["compare_report"]
+    res = LayerResult(layers_report)
+    assert res.report["config"]["tasks"][0] == "pos" and "pos" in res.report["probes"]
+    assert "POS en" in res.table().columns and not any("UPOS" in c for c in res.table().columns)
+    assert any(k.startswith("pos ") for k in res.report["noise"]["curves"])
+    assert "upos" not in repr(res).lower()
+    cmp = CompareResult(compare_report)
+    assert all("pos_zero_shot" in peaks for peaks in cmp.report["peaks"].values())
+    assert "pos_zero_shot peak" in cmp.table().columns
+    assert {d["curve"] for d in cmp.report["model_differences"]} >= {"pos_zero_shot"}
+    assert "pos_zero_shot" in cmp.report["config"]["curves"]
 
 
 def test_fusion_result_round_trip_and_display(tmp_path):
@@ -139,7 +187,7 @@ def test_fusion_result_round_trip_and_display(tmp_path):
 
 
 def test_jupyter_kernel_keeps_inline_figures_and_plot_writes_nothing(saved, tmp_path, monkeypatch):
-    nbformat = pytest.importorskip("nbformat")
+    pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
     from nbformat.v4 import new_code_cell, new_notebook
@@ -190,9 +238,9 @@ def test_layers_selects_a_subset_and_accepts_pos(result):
     sub = layers("de", model=spec, tasks="pos", layers=[0, -1], train=("ud", "dev"), tatoeba=False,
                  n_boot=50, progress=False)
     assert sub.layer_ids == [0, 2] and list(sub.table().index) == [0, 2]
-    assert sub.report["config"]["tasks"] == ["upos"]  # "pos" accepted, recorded as the UD probe
+    assert sub.report["config"]["tasks"] == result.report["config"]["tasks"][:1] == ["pos"]  # one name
     full = result.table()
-    for col in ("UPOS en", "UPOS de", "CKA en-de", "R en>de"):
+    for col in ("POS en", "POS de", "CKA en-de", "R en>de"):
         assert list(sub.table()[col]) == pytest.approx(list(full.loc[[0, 2], col]), abs=1e-12)
     assert sub.difference("pos de", 0, 2) == result.difference("upos de", 0, 2)
     assert sub.difference("cka en-de", 2, 0) == result.difference("cka en-de", 2, 0)
@@ -201,5 +249,5 @@ def test_layers_selects_a_subset_and_accepts_pos(result):
     assert np.asarray(sub.report["cka_matrix"]["de"]).shape == (2, 2)
     with pytest.raises(ProbeError, match="layer 1 was not analysed"):
         sub.difference("pos de", 1, 2)
-    with pytest.raises(ProbeError, match="unknown task.*pos \\(or upos\\)"):
+    with pytest.raises(ProbeError, match="unknown probe task 'postag'; choose from pos \\(or upos\\), deprel, langid"):
         layers("de", model=spec, tasks="postag", progress=False)

@@ -21,6 +21,7 @@ from typing import Iterator, TypeVar
 from probe.download import RemoteFile, expected_sha256, fetch, sha256_file
 from probe.errors import DataFormatError, ProbeError
 from probe.languages import Language, get_language
+from probe.registry import Registry
 
 __all__ = [
     "Sentence",
@@ -169,7 +170,8 @@ class CorpusDef(ABC):
         return f"<corpus {self.name}: {self.description}>"
 
 
-CORPORA: dict[str, CorpusDef] = {}
+#: name -> :class:`CorpusDef` instance (names are case-insensitive)
+CORPORA = Registry("corpus")
 
 _C = TypeVar("_C", bound=type)
 
@@ -182,9 +184,7 @@ def register_corpus(cls: _C) -> _C:
     instance = cls()
     if not instance.name:
         raise ValueError(f"{cls.__name__} has no name")
-    if instance.name in CORPORA:
-        raise ValueError(f"corpus {instance.name!r} is already registered")
-    CORPORA[instance.name] = instance
+    CORPORA.register(instance.name, instance)  # ValueError if the name is taken
     return cls
 
 
@@ -210,10 +210,7 @@ def list_corpora() -> list[str]:
 
 def get_corpus(name: str) -> CorpusDef:
     """The registered corpus ``name`` (case-insensitive); :class:`ProbeError` lists the names."""
-    corpus = CORPORA.get(str(name).strip().lower())
-    if corpus is None:
-        raise ProbeError(f"unknown corpus {name!r}; registered: {', '.join(list_corpora())}")
-    return corpus
+    return CORPORA[name]
 
 
 def languages_with(corpus_name: str) -> list[Language]:
@@ -227,7 +224,9 @@ def load_corpus(name: str, lang: str | Language, split: str, **kwargs) -> Corpus
     return get_corpus(name).load(lang, split, **kwargs)
 
 
-# the built-in corpora register themselves on import
-from probe.data import tatoeba as _tatoeba  # noqa: E402,F401
-from probe.data import ud as _ud  # noqa: E402,F401
-from probe.data import xtreme as _xtreme  # noqa: E402,F401
+# the built-in corpora register themselves on import (treebanks first: the order of listings)
+from probe.data import ud as _ud  # noqa: E402
+from probe.data import tatoeba as _tatoeba  # noqa: E402
+from probe.data import xtreme as _xtreme  # noqa: E402
+
+_BUILT_IN = (_ud, _tatoeba, _xtreme)  # imported for their registrations only

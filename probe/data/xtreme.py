@@ -53,6 +53,8 @@ import numpy as np
 from ..errors import DataFormatError, DownloadError, ProbeError
 from ..languages import Language, get_language
 from ..paths import data_dir, data_mirror
+from ..registry import Registry
+from ..tasks import TASK_ALIASES, UPOS_TAGS
 from . import Corpus, CorpusDef, Sentence, register_corpus
 from .text import strip_bom, utf8_problem
 
@@ -84,8 +86,6 @@ __all__ = [
     "source_overlap",
 ]
 
-UPOS_TAGS = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART",
-             "PRON", "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X")
 PANX_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
 XNLI_LABELS = ("entailment", "neutral", "contradiction")
 PAWSX_LABELS = ("0", "1")
@@ -111,13 +111,13 @@ class TaskDef:
     train_fraction: float | None = None
 
 
-XTREME_TASKS: dict[str, TaskDef] = {
-    "pos": TaskDef(folder="udpos", kind="tagging", metric="accuracy", labels=UPOS_TAGS),
-    "ner": TaskDef(folder="panx", kind="tagging", metric="f1", labels=PANX_TAGS),
-    "xnli": TaskDef(folder="xnli", kind="pair", metric="accuracy", labels=XNLI_LABELS),
-    "pawsx": TaskDef(folder="pawsx", kind="pair", metric="accuracy", labels=PAWSX_LABELS,
-                     train=("dev", "en"), dev=("dev", "en"), train_fraction=0.75),
-}
+#: The XTREME tasks by name (``upos`` is accepted for ``pos``, as everywhere).
+XTREME_TASKS = Registry("XTREME task", aliases=TASK_ALIASES)
+XTREME_TASKS.register("pos", TaskDef(folder="udpos", kind="tagging", metric="accuracy", labels=UPOS_TAGS))
+XTREME_TASKS.register("ner", TaskDef(folder="panx", kind="tagging", metric="f1", labels=PANX_TAGS))
+XTREME_TASKS.register("xnli", TaskDef(folder="xnli", kind="pair", metric="accuracy", labels=XNLI_LABELS))
+XTREME_TASKS.register("pawsx", TaskDef(folder="pawsx", kind="pair", metric="accuracy", labels=PAWSX_LABELS,
+                                       train=("dev", "en"), dev=("dev", "en"), train_fraction=0.75))
 
 _SPLIT_FILE = re.compile(r"^(?P<split>[A-Za-z0-9_]+)-(?P<lang>[A-Za-z0-9_]+)\.tsv$")
 
@@ -139,12 +139,9 @@ def xtreme_root() -> Path:
 
 
 def task_def(task: str) -> TaskDef:
-    """The :class:`TaskDef` registered as ``task`` in :data:`XTREME_TASKS`."""
-    try:
-        return XTREME_TASKS[task]
-    except KeyError:
-        known = ", ".join(XTREME_TASKS)
-        raise ProbeError(f"unknown XTREME task {task!r}; known: {known}") from None
+    """The :class:`TaskDef` registered as ``task`` in :data:`XTREME_TASKS` (ProbeError
+    listing the tasks when there is none)."""
+    return XTREME_TASKS[task]
 
 
 def task_file(root: Path, task: str, split: str, lang: str) -> Path:

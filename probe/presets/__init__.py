@@ -34,6 +34,7 @@ from typing import Callable
 
 from ..errors import ProbeError
 from ..paths import models_dir
+from ..registry import Registry
 
 CONFIGS = Path(__file__).with_name("configs")
 PRESET_VERSION = 1
@@ -63,30 +64,28 @@ class Preset:
         return json.loads(self.config_path.read_text())
 
 
-TOKENIZERS: dict[str, TokenizerSource] = {}
-PRESETS: dict[str, Preset] = {}
-_ALIASES: dict[str, str] = {}
+#: tokenizer name -> :class:`TokenizerSource`
+TOKENIZERS = Registry("preset tokenizer")
+#: short name -> :class:`Preset`; its full Hub id is accepted too (names are case-sensitive, as on the Hub)
+PRESETS = Registry("architecture preset", fold_case=False)
 
 
 def register_tokenizer(name: str, note: str):
     def deco(fn: Callable[[Path], None]):
-        TOKENIZERS[name] = TokenizerSource(name, fn, note)
+        TOKENIZERS.register(name, TokenizerSource(name, fn, note))
         return fn
     return deco
 
 
 def register_preset(name: str, hub_id: str, tokenizer: str, card: str) -> Preset:
     preset = Preset(name, hub_id, tokenizer, card)
-    PRESETS[name] = preset
-    _ALIASES[name] = _ALIASES[hub_id] = name
-    return preset
+    return PRESETS.register(name, preset, aliases=[hub_id])
 
 
 def get_preset(name: str) -> Preset | None:
     """The preset for a short name or Hub id (``xlm-roberta-large``,
     ``FacebookAI/xlm-roberta-large``), or None."""
-    key = _ALIASES.get(name)
-    return PRESETS[key] if key else None
+    return PRESETS.get(name)
 
 
 def preset_names() -> list[str]:

@@ -9,13 +9,13 @@ sentence's own text, pieces aligned to words by character offsets; see
 * PUD retrieval accuracy@1 (mean of both directions; chance 1/1000) and debiased CKA of
   the sentence vectors (the same definition in both modes, ``--sentence``), English also
   read in the mode under test;
-* zero-shot UPOS of the English-trained probe (trained in the same mode), with and without
+* zero-shot POS of the English-trained probe (trained in the same mode), with and without
   the flagged words (words without a piece of their own in the text mode), with the
   majority-tag rate of each language as the floor;
-* text − words per layer with a 95 % paired sentence bootstrap (retrieval, UPOS) or a
+* text − words per layer with a 95 % paired sentence bootstrap (retrieval, POS) or a
   delete-a-group jackknife (CKA): a difference whose interval holds 0 is within noise.
 
-    python3 analyses/input_format.py [--model e5-small-q4] [--langs zh,ko,de] [--quick]
+    python3 -m probe.analyses.input_format [--model e5-small-q4] [--langs zh,ko,de] [--quick]
 """
 from __future__ import annotations
 
@@ -24,12 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-if __package__ in (None, ""):
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from analyses._common import _csv, fig_meta, log, model_record, outputs, record, script_cli, write_json
+from ._common import csv_list, fig_meta, log, model_record, outputs, record, script_cli, write_json
 
 NAME = "input_format"
 CLAIM = ("Feeding the sentence's own text instead of pre-split words raises cross-lingual retrieval and "
@@ -43,7 +38,7 @@ MODES = ("words", "text")
 def _majority(entry, vocab) -> float:
     from probe.layerwise import entry_labels
 
-    y = entry_labels(entry, "upos", vocab)
+    y = entry_labels(entry, "pos", vocab)
     y = y[y >= 0]
     return float(np.bincount(y).max() / len(y)) if len(y) else float("nan")
 
@@ -56,19 +51,19 @@ def compare(res: dict, langs, n_boot: int, seed: int) -> dict:
         row = {}
         for mode in MODES:
             r = res[mode].report
-            up = r["probes"]["upos"][lang]
+            up = r["probes"]["pos"][lang]
             row[mode] = {
                 "retrieval": [(x["en2xx"] + x["xx2en"]) / 2 for x in r["retrieval"]["pud"][lang]["plain"]],
                 "cka": r["cka"][lang]["debiased"],
-                "upos": [x["accuracy"] for x in up],
-                "upos_ci": [x["accuracy_ci"] for x in up],
-                "upos_unflagged": [x.get("unflagged", x)["accuracy"] for x in up],
-                "upos_unflagged_ci": [x.get("unflagged", x)["accuracy_ci"] for x in up],
+                "pos": [x["accuracy"] for x in up],
+                "pos_ci": [x["accuracy_ci"] for x in up],
+                "pos_unflagged": [x.get("unflagged", x)["accuracy"] for x in up],
+                "pos_unflagged_ci": [x.get("unflagged", x)["accuracy_ci"] for x in up],
                 "flagged_words": r["config"]["flagged_words"].get(lang, 0),
             }
         diff = {}
         for name, curve in (("retrieval", f"retrieval en-{lang}"), ("cka", f"cka en-{lang}"),
-                            ("upos", f"upos {lang}")):
+                            ("pos", f"pos {lang}")):
             diff[name] = []
             for l in L:
                 d = res["text"].difference(curve, l, l, other=res["words"], n_boot=n_boot, seed=seed)
@@ -91,13 +86,13 @@ def plot(rec: dict, path: Path) -> list[Path]:
     cols = dict(zip(langs, palette(len(langs))))
     for lang in langs:
         d = r["per_language"][lang]
-        L = list(range(len(d["words"]["upos"])))
+        L = list(range(len(d["words"]["pos"])))
         for mode, ls in (("words", "--"), ("text", "-")):
             axes[0].plot(L, d[mode]["retrieval"], ls=ls, marker="o", ms=2.5, color=cols[lang],
                          label=f"{lang} {mode}")
             axes[1].plot(L, d[mode]["cka"], ls=ls, marker="o", ms=2.5, color=cols[lang], label=f"{lang} {mode}")
-            axes[2].plot(L, d[mode]["upos"], ls=ls, marker="o", ms=2.5, color=cols[lang], label=f"{lang} {mode}")
-        axes[2].plot(L, d["text"]["upos_unflagged"], ls=":", marker="x", ms=3, color=cols[lang],
+            axes[2].plot(L, d[mode]["pos"], ls=ls, marker="o", ms=2.5, color=cols[lang], label=f"{lang} {mode}")
+        axes[2].plot(L, d["text"]["pos_unflagged"], ls=":", marker="x", ms=3, color=cols[lang],
                      label=f"{lang} text, without {d['text']['flagged_words']} flagged words")
         axes[2].axhline(r["majority"][lang], color=cols[lang], lw=0.8, alpha=0.5)
     axes[0].axhline(r["retrieval_chance"], color="0.5", lw=0.8)
@@ -105,7 +100,7 @@ def plot(rec: dict, path: Path) -> list[Path]:
                 title="PUD retrieval (grey: chance)")
     axes[1].set(xlabel=LAYER_AXIS, ylabel="debiased linear CKA", title="CKA en–xx")
     axes[2].set(xlabel=LAYER_AXIS, ylabel="accuracy (fraction of words)", ylim=(0, 1),
-                title="zero-shot UPOS (thin lines: majority tag)")
+                title="zero-shot POS (thin lines: majority tag)")
     for ax in axes:
         ax.legend(fontsize=6.5)
     cap = (f"PUD, English → {', '.join(langs)}; dashed: pre-split words, solid: the sentence text; "
@@ -124,7 +119,7 @@ def main(model: str = "e5-small-q4", out_root: Path = Path("."), quick: bool = F
     res = {}
     for mode in MODES:
         log(f"{NAME}: probe.layers({langs}, input={mode!r}, sentence={sentence!r}) with {model}")
-        res[mode] = layers(langs, model=model, tasks=["upos"], tatoeba=False, seed=seed, n_boot=n_boot,
+        res[mode] = layers(langs, model=model, tasks=["pos"], tatoeba=False, seed=seed, n_boot=n_boot,
                            progress=False, input=mode, sentence=sentence)
     from probe.encoders import resolve_encoder
     from probe.layerwise import UPOS_TAGS
@@ -140,7 +135,7 @@ def main(model: str = "e5-small-q4", out_root: Path = Path("."), quick: bool = F
     vocab = list(UPOS_TAGS)
     results["majority"] = {lang: _majority(e, vocab) for lang, e in zip(langs, opened)}
     data = {mode: res[mode].report["data"] for mode in MODES}
-    cfg = {"langs": langs, "modes": list(MODES), "sentence": sentence, "tasks": ["upos"], "n_boot": n_boot,
+    cfg = {"langs": langs, "modes": list(MODES), "sentence": sentence, "tasks": ["pos"], "n_boot": n_boot,
            "quick": quick, "probe": words_report["config"]["probe"]}
     rec = record(NAME, __file__, CLAIM, {**model_record(spec), "n_layers": words_report["model"]["n_layers"]},
                  data, {"probe": seed, "bootstrap": seed}, cfg, results, t0)
@@ -151,6 +146,6 @@ def main(model: str = "e5-small-q4", out_root: Path = Path("."), quick: bool = F
 
 if __name__ == "__main__":
     script_cli(main, __doc__, f"{len(QUICK_LANGS)} languages only",
-               [("--langs", {"type": _csv, "help": f"comma-separated PUD languages (default: {','.join(LANGS)})"}),
+               [("--langs", {"type": csv_list, "help": f"comma-separated PUD languages (default: {','.join(LANGS)})"}),
                 ("--sentence", {"help": "sentence-vector definition (default: mean-words)"}),
                 ("--seed", {"type": int, "help": "probe and bootstrap seed (default: 0)"})])

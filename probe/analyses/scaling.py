@@ -2,31 +2,26 @@
 
 Runs :func:`probe.compare` for the chosen model and its ``random:`` control (same
 architecture and tokenizer, random weights: the usual probing baseline), English → de, zh:
-per-layer CKA, PUD retrieval and zero-shot UPOS on one axis of relative depth (layer / L),
+per-layer CKA, PUD retrieval and zero-shot POS on one axis of relative depth (layer / L),
 each model's peak layers (absolute and relative, with the layers within noise of the
 peak), the DLFA fusion gain at relative depth 0.5, and whether the models' differences
 are within noise. Offline only ``e5-small-q4`` and its control exist; on a machine that
 reaches the Hugging Face Hub pass more, e.g.
 ``--models bert-base-multilingual-cased,xlm-roberta-base,xlm-roberta-large``.
 
-    python3 analyses/scaling.py [--model e5-small-q4] [--models A,B,...] [--quick]
+    python3 -m probe.analyses.scaling [--model e5-small-q4] [--models A,B,...] [--quick]
 """
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from analyses._common import QUICK_PUD, log, outputs, record, script_cli, write_json
+from ._common import QUICK_PUD, log, outputs, record, script_cli, write_json
 from probe.results import closed
 
 NAME = "scaling"
 CLAIM = ("A trained encoder's cross-lingual peak sits at a different relative depth than its "
-         "structural (zero-shot UPOS) peak, and both differ from a random-weight control beyond noise.")
+         "structural (zero-shot POS) peak, and both differ from a random-weight control beyond noise.")
 
 #: fusion settings shared with fusion_sweep, so e5's DLFA runs and cache entries are reused
 FUSION = {"fusion_seeds": 2, "fusion_examples": 1500, "fusion_dev": 500, "fusion_test": 500}
@@ -42,7 +37,7 @@ def main(model: str = "e5-small-q4", out_root: Path = Path("."), quick: bool = F
     targets = [x for x in (langs or ",".join(QUICK_PUD)).split(",") if x]
     log(f"{NAME}: {' vs '.join(names)}, English → {', '.join(targets)}")
     extra = {"train": ("ud", "dev"), "n_boot": 200, "max_iter": 15, **QUICK_FUSION} if quick else FUSION
-    res = compare(names, targets, tasks="upos", seed=seed, progress=False, **extra)
+    res = compare(names, targets, tasks="pos", seed=seed, progress=False, **extra)
     rep = res.report
     results = {"table": res.table().reset_index().to_dict(orient="records"),
                "noise_summary": res.noise_lines(), "compare_report": rep}

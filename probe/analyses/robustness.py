@@ -3,12 +3,12 @@
 Runs :func:`probe.layers` with seeded character-level perturbations of the target-language
 PUD text (typos at three rates, dropped diacritics, lower-casing; word segmentation and
 gold labels unchanged; English and the probes' training data stay clean) and plots, per
-layer, the drop of zero-shot UPOS accuracy and of PUD retrieval from clean to perturbed
+layer, the drop of zero-shot POS accuracy and of PUD retrieval from clean to perturbed
 text with 95% paired sentence-bootstrap intervals. Each perturbed text is its own cache
 entry. German by default (it has case and umlauts, so all three kinds change words); add
 languages with ``--langs de,ru,...`` (each costs one extraction per perturbation).
 
-    python3 analyses/robustness.py [--model e5-small-q4] [--langs de] [--quick]
+    python3 -m probe.analyses.robustness [--model e5-small-q4] [--langs de] [--quick]
 """
 from __future__ import annotations
 
@@ -17,12 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-if __package__ in (None, ""):
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from analyses._common import log, outputs, record, script_cli, write_json
+from ._common import log, outputs, record, script_cli, write_json
 from probe.results import closed
 
 NAME = "robustness"
@@ -39,7 +34,7 @@ def summarise(rep: dict) -> dict:
     for pert, per_lang in rep["robustness"]["results"].items():
         for lang, r in per_lang.items():
             row = {"changed_words": r["changed_words"]}
-            for metric, drops in (("upos", r["upos"]["drop"]), ("retrieval", r["retrieval_drop"])):
+            for metric, drops in (("pos", r["pos"]["drop"]), ("retrieval", r["retrieval_drop"])):
                 d = np.asarray(drops)[:, 0]
                 row[metric] = {"least_hurt_layer": int(np.argmin(d)), "most_hurt_layer": int(np.argmax(d)),
                                "min_drop": float(d.min()), "max_drop": float(d.max()),
@@ -57,11 +52,11 @@ def main(model: str = "e5-small-q4", out_root: Path = Path("."), quick: bool = F
     targets = [x for x in langs.split(",") if x]
     log(f"{NAME}: English → {', '.join(targets)} perturbed by {perturb} ({model})")
     extra = {"train": ("ud", "dev"), "max_iter": 15, "n_boot": 200} if quick else {}
-    res = layers(targets, model=model, tasks="upos", seed=seed, tatoeba=False, perturb=perturb,
+    res = layers(targets, model=model, tasks="pos", seed=seed, tatoeba=False, perturb=perturb,
                  progress=False, **extra)
     rep = res.report
     results = {"summary": summarise(rep), "robustness": rep["robustness"], "noise": rep["noise"],
-               "clean": {"upos": {l: [x["accuracy"] for x in rep["probes"]["upos"][l]] for l in targets},
+               "clean": {"pos": {l: [x["accuracy"] for x in rep["probes"]["pos"][l]] for l in targets},
                          "retrieval": {l: [(x["en2xx"] + x["xx2en"]) / 2 for x in rep["retrieval"]["pud"][l]["plain"]]
                                        for l in targets}}}
     rec = record(NAME, __file__, CLAIM, rep["model"], rep["data"], rep["seeds"],

@@ -12,7 +12,7 @@ labels over languages (one-sided, "same group is more similar"). Run for familie
 for genera, for CKA and retrieval at the chosen layer and, as a robustness check, for CKA
 at every layer. Everything lands in ``results/language_families.json``.
 
-    python3 analyses/language_families.py [--model e5-small-q4] [--layer K] [--quick]
+    python3 -m probe.analyses.language_families [--model e5-small-q4] [--layer K] [--quick]
 """
 from __future__ import annotations
 
@@ -23,12 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-if __package__ in (None, ""):
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from analyses._common import (available_langs, fig_meta, log, model_record, open_entries, outputs, record,
+from ._common import (available_langs, fig_meta, log, model_record, open_entries, outputs, record,
                               script_cli, write_json)
 from probe.results import closed
 
@@ -192,7 +187,7 @@ def main(model: str = "e5-small-q4", out_root: Path = Path("."), quick: bool = F
          layer: int | None = None, n_perm: int = N_PERM, seed: int = 0) -> list[Path]:
     from probe.encoders import resolve_encoder
     from probe.languages import get_language
-    from probe.cache import memoized
+    from probe.cache import memoized, source_file
     from probe.layerwise import entry_record
 
     t0 = time.time()
@@ -210,9 +205,11 @@ def main(model: str = "e5-small-q4", out_root: Path = Path("."), quick: bool = F
 
     keys = {c: e.meta["key"] for c, e in entries.items()}
 
+    code = (_vectors, cka_languages, retrieval_languages, source_file("similarity"))
+
     def memo(kind, layer, fn):  # similarity matrices are memoised in the cache like probe results
         return np.asarray(memoized(f"language_families_{kind}", {"entries": keys, "layer": layer},
-                                   lambda: fn().tolist()))
+                                   lambda: fn().tolist(), code=code))
 
     cka = [memo("cka", l, lambda l=l: cka_languages(entries, l)) for l in range(n_layers)]
     en = order.index("en")

@@ -1,6 +1,6 @@
 """Do the layers that carry structure differ from the layers that are cross-lingual?
 
-English → every available PUD language: per-layer linear probes (UPOS, dependency
+English → every available PUD language: per-layer linear probes (POS, dependency
 relation; trained on UD English-EWT dev+test, evaluated on English PUD and zero-shot on
 each target's PUD; the dependency-relation probe on request, see :data:`DEFAULT_TASKS`),
 a language-identity probe, debiased linear CKA and parallel-sentence
@@ -10,7 +10,7 @@ are memoised in the cache, so a re-run only redraws.
 Writes ``results/layer_tradeoff.json`` (summary + the full ``layers`` report) and
 ``figures/layer_tradeoff.png``/``.pdf``.
 
-    python3 analyses/layer_tradeoff.py [--model e5-small-q4] [--quick]
+    python3 -m probe.analyses.layer_tradeoff [--model e5-small-q4] [--quick]
 """
 from __future__ import annotations
 
@@ -19,19 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-if __package__ in (None, ""):  # run as a script: make ``analyses`` importable
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from analyses._common import _csv, fig_meta, log, outputs, pud_targets, record, script_cli, write_json
+from ._common import csv_list, fig_meta, log, outputs, pud_targets, record, script_cli, write_json
 from probe.results import closed
 
 NAME = "layer_tradeoff"
 #: Probe tasks run by default. The dependency-relation probe (``deprel``, 37 labels, plus its
-#: control task) costs about twice the UPOS probes per layer and would take the figures run
-#: past its 30-minute budget on 2 CPU cores; add it with ``--tasks upos,deprel,langid``.
-DEFAULT_TASKS = ("upos", "langid")
+#: control task) costs about twice the POS probes per layer and would take the figures run
+#: past its 30-minute budget on 2 CPU cores; add it with ``--tasks pos,deprel,langid``.
+DEFAULT_TASKS = ("pos", "langid")
 CLAIM = ("Structure (probe accuracy) peaks in different layers than cross-lingual alignment "
          "(CKA, retrieval): the trade-off across depth.")
 
@@ -45,11 +40,11 @@ def summarise(report: dict) -> dict:
     langs = report["config"]["langs"]
     pr = report["probes"]
     curves: dict[str, list[float]] = {}
-    if "upos" in pr:
-        curves["upos_en"] = [x["accuracy"] for x in pr["upos"]["en"]]
-        curves["upos_zero_shot_mean"] = np.mean([[x["accuracy"] for x in pr["upos"][l]] for l in langs], 0).tolist()
-        curves["upos_control_en"] = [x["accuracy"] for x in pr["upos"]["control_en"]]
-        curves["upos_selectivity_en"] = pr["upos"]["selectivity_en"]
+    if "pos" in pr:
+        curves["pos_en"] = [x["accuracy"] for x in pr["pos"]["en"]]
+        curves["pos_zero_shot_mean"] = np.mean([[x["accuracy"] for x in pr["pos"][l]] for l in langs], 0).tolist()
+        curves["pos_control_en"] = [x["accuracy"] for x in pr["pos"]["control_en"]]
+        curves["pos_selectivity_en"] = pr["pos"]["selectivity_en"]
     if "deprel" in pr:
         curves["deprel_en"] = [x["accuracy"] for x in pr["deprel"]["en"]]
         curves["deprel_zero_shot_mean"] = np.mean([[x["accuracy"] for x in pr["deprel"][l]] for l in langs], 0).tolist()
@@ -59,7 +54,7 @@ def summarise(report: dict) -> dict:
     ret = report["retrieval"]["pud"]
     curves["retrieval_mean"] = np.mean([_mean_ret(ret[l]["plain"]) for l in langs], 0).tolist()
     curves["retrieval_centered_mean"] = np.mean([_mean_ret(ret[l]["centered"]) for l in langs], 0).tolist()
-    peaks = {k: int(np.argmax(v)) for k, v in curves.items() if k not in ("upos_control_en", "langid")}
+    peaks = {k: int(np.argmax(v)) for k, v in curves.items() if k not in ("pos_control_en", "langid")}
     if "langid" in curves:
         peaks["langid_min"] = int(np.argmin(curves["langid"]))
     per_lang = {}
@@ -69,7 +64,7 @@ def summarise(report: dict) -> dict:
              "retrieval_centered_peak": int(np.argmax(_mean_ret(ret[l]["centered"]))),
              "cka_max": float(np.max(report["cka"][l]["debiased"])),
              "retrieval_max": float(np.max(_mean_ret(ret[l]["plain"])))}
-        for task in ("upos", "deprel"):
+        for task in ("pos", "deprel"):
             if task in pr:
                 acc = [x["accuracy"] for x in pr[task][l]]
                 d[f"{task}_zero_shot_peak"] = int(np.argmax(acc))
@@ -95,15 +90,15 @@ def plot(rec: dict, path: Path | None = None):
 
     # A: structure
     pr = rep["probes"]
-    for task, colr in (("upos", col[0]), ("deprel", col[1])):
+    for task, colr in (("pos", col[0]), ("deprel", col[1])):
         if task not in pr:
             continue
         a.plot(L, c[f"{task}_en"], marker="o", ms=3, color=colr, label=f"{task.upper()} en (in-language)")
         zs = np.array([[x["accuracy"] for x in pr[task][l]] for l in langs])
         a.plot(L, zs.mean(0), ls="--", color=colr, label=f"{task.upper()} zero-shot (mean of {len(langs)})")
         a.fill_between(L, zs.min(0), zs.max(0), color=colr, alpha=0.15, lw=0)
-    if "upos_control_en" in c:
-        a.plot(L, c["upos_control_en"], ls=":", color="0.4", label="UPOS control task (en)")
+    if "pos_control_en" in c:
+        a.plot(L, c["pos_control_en"], ls=":", color="0.4", label="POS control task (en)")
     if "langid" in c:
         a.plot(L, c["langid"], marker="s", ms=3, color=col[4], label=f"language ID ({len(langs) + 1} languages)")
     a.set(xlabel=LAYER_AXIS, ylabel="probe accuracy (fraction of words)", ylim=(0, 1.02),
@@ -127,7 +122,7 @@ def plot(rec: dict, path: Path | None = None):
     cc.legend(fontsize=7)
 
     # D: everything min-max normalised, peak layers marked
-    show = [("upos_en", "UPOS en", col[0], "-"), ("upos_zero_shot_mean", "UPOS zero-shot", col[0], "--"),
+    show = [("pos_en", "POS en", col[0], "-"), ("pos_zero_shot_mean", "POS zero-shot", col[0], "--"),
             ("deprel_en", "deprel en", col[1], "-"), ("cka_mean", "CKA en–xx", col[2], "-"),
             ("retrieval_mean", "retrieval en↔xx", col[3], "-"), ("langid", "language ID", col[4], ":")]
     for key, label, colr, ls in show:
@@ -173,6 +168,6 @@ def main(model: str = "e5-small-q4", out_root: Path = Path("."), quick: bool = F
 
 if __name__ == "__main__":
     script_cli(main, __doc__, "two targets (de, zh), 15 L-BFGS iterations, 200 bootstrap resamples",
-               [("--tasks", {"type": _csv, "help": f"probe tasks: upos, deprel, langid (default: {','.join(DEFAULT_TASKS)})"}),
+               [("--tasks", {"type": csv_list, "help": f"probe tasks: pos, deprel, langid (default: {','.join(DEFAULT_TASKS)})"}),
                 ("--seed", {"type": int, "help": "probe, control-task and bootstrap seed (default: 0)"}),
                 ("--n-boot", {"type": int, "help": "bootstrap resamples (default: 1000)"})])

@@ -101,7 +101,7 @@ def ensure_corpora(spec, corpora: Sequence, pooling: str, *, progress: bool = Fa
 
 def script_record(path: str | Path) -> dict:
     path = Path(path)
-    return {"script": f"analyses/{path.name}", "script_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    return {"script": f"probe/analyses/{path.name}", "script_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 def model_record(spec, entry=None) -> dict:
@@ -163,7 +163,9 @@ def script_cli(main, doc: str, quick_help: str, options: Sequence[tuple] = ()) -
     passed to ``main`` by its ``dest`` only when given (``None`` keeps main's default)."""
     import argparse
 
-    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)  # run as python3 -m probe.analyses.NAME
+    p = argparse.ArgumentParser(prog=f"python3 -m {spec.name}" if spec else None, description=doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="e5-small-q4", help="encoder name (default: e5-small-q4)")
     p.add_argument("--out-root", type=Path, default=Path("."), help="writes results/ and figures/ here")
     p.add_argument("--quick", action="store_true", help=quick_help)
@@ -174,6 +176,6 @@ def script_cli(main, doc: str, quick_help: str, options: Sequence[tuple] = ()) -
         print(path)
 
 
-def _csv(text: str) -> list[str]:
+def csv_list(text: str) -> list[str]:
     """``"de,zh"`` -> ``["de", "zh"]`` (a command-line list)."""
     return [x.strip() for x in text.split(",") if x.strip()]

@@ -9,7 +9,7 @@ different depth of the other.
 Same numbers as the ``cka_matrix`` of :func:`probe.layers` (same cache entries), computed
 directly with :func:`probe.cka_matrix`: no probe is fitted and nothing but PUD is read.
 
-    python3 analyses/cka_heatmaps.py [--model e5-small-q4] [--quick]
+    python3 -m probe.analyses.cka_heatmaps [--model e5-small-q4] [--quick]
 """
 from __future__ import annotations
 
@@ -18,12 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-if __package__ in (None, ""):
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from analyses._common import (fig_meta, log, model_record, open_entries, outputs, pud_targets, record,
+from ._common import (fig_meta, log, model_record, open_entries, outputs, pud_targets, record,
                               script_cli, write_json)
 from probe.results import closed
 
@@ -88,11 +83,18 @@ def plot(rec: dict, path: Path | None = None):
                         f"Layer × layer CKA, English vs each language — {rec['model']['name']}, PUD")
 
 
+def heatmap(A: list, B: list) -> list:
+    """``[L+1, L+1]`` debiased CKA of English layers ``A`` vs another language's layers ``B``
+    (each ``[n_sentences, hidden]``), rounded for the record."""
+    from probe.similarity import cka_matrix
+
+    return cka_matrix(A, B, debiased=True).round(5).tolist()
+
+
 def main(model: str = "e5-small-q4", out_root: Path = Path("."), quick: bool = False) -> list[Path]:
-    from probe.cache import memoized
+    from probe.cache import memoized, source_file
     from probe.encoders import resolve_encoder
     from probe.layerwise import entry_record
-    from probe.similarity import cka_matrix
 
     t0 = time.time()
     langs = pud_targets(quick)
@@ -107,8 +109,9 @@ def main(model: str = "e5-small-q4", out_root: Path = Path("."), quick: bool = F
         if ents[lang].sent_ids != en.sent_ids:
             raise RuntimeError(f"PUD {lang} is not sentence-aligned with PUD en")
         B = [np.asarray(ents[lang].sentence_vectors(l, "mean"), dtype=np.float32) for l in range(en.n_layers)]
+        # keyed on the code computing it: an edit elsewhere in the package reuses it
         mats[lang] = memoized("cka_heatmaps", {"en": en.meta["key"], "xx": ents[lang].meta["key"]},
-                              lambda: cka_matrix(A, B, debiased=True).round(5).tolist())
+                              lambda: heatmap(A, B), code=(heatmap, source_file("similarity")))
         n_sent[lang] = len(B[0])
     results = {"matrices": mats, "summary": summarise(mats), "n_sentences": n_sent}
     data = {"pud": {c: entry_record(e) for c, e in ents.items()}}

@@ -13,7 +13,7 @@ Budget: the defaults (:data:`DEFAULTS`) keep the sweep to a few minutes on 2 CPU
 top of the other analyses (fewer targets, seeds and examples than ``probe fuse``'s own
 defaults); pass larger values for a fuller sweep.
 
-    python3 analyses/fusion_sweep.py [--model e5-small-q4] [--quick]
+    python3 -m probe.analyses.fusion_sweep [--model e5-small-q4] [--quick]
 """
 from __future__ import annotations
 
@@ -22,12 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-if __package__ in (None, ""):
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from analyses._common import _csv, fig_meta, log, outputs, record, script_cli, write_json
+from ._common import csv_list, fig_meta, log, outputs, record, script_cli, write_json
 from probe.results import closed
 
 NAME = "fusion_sweep"
@@ -158,6 +153,6 @@ def main(model: str = "e5-small-q4", out_root: Path = Path("."), quick: bool = F
 if __name__ == "__main__":
     script_cli(main, __doc__, "tiny sweep (2 targets, 4 layers, 1 seed)",
                [("--task", {"help": f"XTREME task (default: {DEFAULTS['task']})"}),
-                ("--langs", {"type": _csv, "help": f"targets (default: {','.join(DEFAULTS['langs'])})"}),
+                ("--langs", {"type": csv_list, "help": f"targets (default: {','.join(DEFAULTS['langs'])})"}),
                 ("--layers", {"help": "fused layers k: all or e.g. 0,3,6 (default: all)"}),
                 ("--seeds", {"type": int, "help": f"training seeds (default: {DEFAULTS['seeds']})"})])

@@ -14,7 +14,7 @@ is among that many candidates: higher in absolute value than the usual 1000-cand
 Tatoeba numbers, but comparable across layers, languages, families and scripts.
 ``--max-pairs 0`` uses every pair.
 
-    python3 analyses/retrieval_tatoeba.py [--model e5-small-q4] [--max-pairs N] [--quick]
+    python3 -m probe.analyses.retrieval_tatoeba [--model e5-small-q4] [--max-pairs N] [--quick]
 """
 from __future__ import annotations
 
@@ -24,12 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-if __package__ in (None, ""):
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from analyses._common import (_csv, available_langs, ensure_corpora, fig_meta, log, model_record, outputs,
+from ._common import (csv_list, available_langs, ensure_corpora, fig_meta, log, model_record, outputs,
                               record, script_cli, subset, write_json)
 from probe.results import closed
 
@@ -194,5 +189,5 @@ def main(model: str = "e5-small-q4", out_root: Path = Path("."), quick: bool = F
 if __name__ == "__main__":
     script_cli(main, __doc__, f"{len(QUICK_LANGS)} languages only",
                [("--max-pairs", {"type": int, "help": f"seeded random pairs per language (default: {DEFAULT_MAX_PAIRS}; 0 = all)"}),
-                ("--langs", {"type": _csv, "help": "comma-separated languages (default: every available one)"}),
+                ("--langs", {"type": csv_list, "help": "comma-separated languages (default: every available one)"}),
                 ("--seed", {"type": int, "help": "seed of the pair subset (default: 0)"})])
