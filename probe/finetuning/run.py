@@ -72,9 +72,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import ProbeError
-from .options import count_or_all, parse_budget, parse_seeds
-from .results import ResultDisplay, SavedFiles, report_file
+from ..errors import ProbeError
+from ..options import count_or_all, parse_budget, parse_seeds
+from ..results import ResultDisplay, SavedFiles, report_file
 
 __all__ = [
     "finetune",
@@ -335,7 +335,7 @@ def fixed_gate_module():
 def _build_model_class():
     from torch import nn
 
-    from .fusion import DLFA, FixedGateFusion, TokenTaggingHead
+    from ..fusion import DLFA, FixedGateFusion, TokenTaggingHead
 
     class FinetuneModel(nn.Module):
         """Encoder + optional layer fusion + task head, trained end to end.
@@ -726,7 +726,7 @@ class _Trainer:
     def save_checkpoint(self, epoch: int, history: list, best: dict | None) -> None:
         import torch
 
-        from .files import atomic_open
+        from ..files import atomic_open
 
         if self.ckpt_path is None:
             return
@@ -878,7 +878,7 @@ def example_counts(enc: Encoded, pred, metric: str, label_names: Sequence[str]) 
 def score_from_counts(totals, metric: str):
     """Metric from summed counts ``[..., c]`` -> float or ``[...]``
     (:func:`probe.stats.score_from_counts`, a plain float for one total)."""
-    from .stats import score_from_counts as scores
+    from ..stats import score_from_counts as scores
 
     s = scores(totals, metric)
     return float(s) if s.ndim == 0 else s
@@ -889,7 +889,7 @@ def _reference(train: Encoded, target: Encoded, keep: np.ndarray, metric: str,
     """Majority-class and chance rate of one target's kept examples (``keep: [n]`` bool),
     with ``probe fuse``'s definitions: :func:`probe.stats.reference_rates` on the English
     training labels, scored with the task metric (entity F1 through :func:`example_counts`)."""
-    from .stats import reference_rates
+    from ..stats import reference_rates
 
     names = list(label_names)
     rows = np.flatnonzero(keep)
@@ -922,8 +922,8 @@ def _interval(counts: np.ndarray, metric: str, n_boot: int) -> dict:
     sentences (:func:`probe.stats.seed_sentence_bootstrap`), or, from one seed, over target
     sentences only (:func:`probe.stats.bootstrap_ci`, the same sentence resamples), as
     ``probe fuse`` reports it."""
-    from .stats import bootstrap_ci, seed_sentence_bootstrap
-    from .stats import score_from_counts as scores
+    from ..stats import bootstrap_ci, seed_sentence_bootstrap
+    from ..stats import score_from_counts as scores
 
     r = seed_sentence_bootstrap(counts, metric, n_boot=n_boot, seed=0)
     if r.lo is not None:
@@ -937,7 +937,7 @@ def _interval(counts: np.ndarray, metric: str, n_boot: int) -> dict:
 def _gain(counts: np.ndarray, base: np.ndarray, metric: str, n_boot: int, vs: str) -> dict:
     """Seed-mean difference ``counts - base`` (``[n_seeds, n_sent, c]`` each, the same
     sentences) with its seed-and-sentence interval; None interval from one seed."""
-    from .stats import seed_sentence_bootstrap
+    from ..stats import seed_sentence_bootstrap
 
     r = seed_sentence_bootstrap(counts, metric, minus=base, n_boot=n_boot, seed=0)
     ci = None if r.lo is None else [r.lo, r.hi]
@@ -1052,12 +1052,12 @@ def finetune(task: str, langs, model="e5-small-q4", fusion="none", seeds=1,
     """
     import torch
 
-    from .data import get_corpus
-    from .data.xtreme import corpus_name, source_overlap, subsample_split, task_def
-    from .encoders import EncoderSpec, pick_device, resolve_encoder
-    from .languages import parse_langs
-    from .layerwise import versions
-    from .threads import torch_threads
+    from ..data import get_corpus
+    from ..data.xtreme import corpus_name, source_overlap, subsample_split, task_def
+    from ..encoders import EncoderSpec, pick_device, resolve_encoder
+    from ..languages import parse_langs
+    from ..layerwise import versions
+    from ..threads import torch_threads
 
     t_start = time.time()
     log = log or (_log_default if progress else (lambda msg: None))
@@ -1085,7 +1085,7 @@ def finetune(task: str, langs, model="e5-small-q4", fusion="none", seeds=1,
         (max_test, b_test, "max_test")))
     out_dir = Path(out or Path("out") / "finetune" / task)
 
-    from .transfer import target_split_of  # the fuse harness's choice: test, else dev
+    from ..transfer import target_split_of  # the fuse harness's choice: test, else dev
 
     target_split = {lang: target_split_of(task, lang) for lang in targets}
     wanted = [("train", SOURCE_LANG, subsample_split("train", n_train, data_seed)),
@@ -1171,7 +1171,7 @@ def finetune(task: str, langs, model="e5-small-q4", fusion="none", seeds=1,
                         "best_epoch": fit["best_epoch"], "english_dev": fit["dev_score"]})
                     rec["saved_model"] = str(dest)
                     log(f"  wrote the fine-tuned encoder to {dest}")
-                from .files import atomic_write_json
+                from ..files import atomic_write_json
 
                 rec_path.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_json(rec_path, rec)
@@ -1195,7 +1195,7 @@ def finetune(task: str, langs, model="e5-small-q4", fusion="none", seeds=1,
 
 def _save_encoder(encoder, tokenizer, dest: Path, record: dict) -> None:
     """A Hugging Face model directory (config, safetensors, tokenizer) + how it was made."""
-    from .files import atomic_write_json
+    from ..files import atomic_write_json
 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -1221,7 +1221,7 @@ def _build_report(*, task, td, spec, L, specs, seeds, targets, target_split, cor
                   rates, runs, params, n_boot, use_types, device, keep, dtype) -> dict:
     """``finetune.json`` from the run records (``runs[(fusion, seed)]``, each target's
     per-example ``counts: [c, n]``); ``keep[lang]: [n]`` bool selects the scored examples."""
-    from .stats import at_chance
+    from ..stats import at_chance
 
     names = [s.name for s in specs]
     metric = td.metric
@@ -1464,7 +1464,7 @@ class FinetuneResult(ResultDisplay):
         returns the figure (save it with :meth:`save`)."""
         import matplotlib.pyplot as plt
 
-        from .plotting import palette, setup_style
+        from ..plotting import palette, setup_style
 
         setup_style()
         r = self.report
@@ -1503,7 +1503,7 @@ class FinetuneResult(ResultDisplay):
         there is more than one seed."""
         import matplotlib.pyplot as plt
 
-        from .plotting import palette, setup_style
+        from ..plotting import palette, setup_style
 
         setup_style()
         r = self.report
@@ -1551,8 +1551,8 @@ class FinetuneResult(ResultDisplay):
     def save(self, out_dir) -> SavedFiles:
         """Write ``finetune.json`` and the two figures (.png + .pdf) under ``out_dir``; as a
         path the returned list is ``out_dir`` (``FinetuneResult.load(res.save(d))``)."""
-        from .files import atomic_write_json
-        from .plotting import finish
+        from ..files import atomic_write_json
+        from ..plotting import finish
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -1593,7 +1593,7 @@ def summary_figure(paths, out: Path, fusion: str | None = None) -> list[Path]:
     """
     import matplotlib.pyplot as plt
 
-    from .plotting import finish, setup_style
+    from ..plotting import finish, setup_style
 
     setup_style()
     reports = {}
