@@ -73,10 +73,10 @@ def main(argv=None) -> int:
             enc.model.load_state_dict(init)
             torch.manual_seed(0)
             net = ft.FinetuneModel(enc.model, "tagging", len(labels), ft.FusionSpec("none"))
-            return ft._Trainer(net, data, None, kind="tagging", metric="accuracy",
-                               label_names=labels, params={**params, "embeddings": mode},
-                               seed=0, pad_id=pad, device="cpu", ckpt_path=None,
-                               log=lambda m: None)
+            return ft.training.Trainer(net, data, None, kind="tagging", metric="accuracy",
+                                       label_names=labels, params={**params, "embeddings": mode},
+                                       seed=0, pad_id=pad, device="cpu", ckpt_path=None,
+                                       log=lambda m: None)
 
         trainers = {m: trainer(m) for m in ("sparse", "freeze", "full")}
         # the three trainers share one encoder; each call re-applies its own embedding mode
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
 
         batches = trainers["sparse"].epoch_batches(1)
         tokens = int(sum(data.lengths[b].sum() for b in batches))
-        collated = [ft._collate(data, b, pad, "cpu") for b in batches]
+        collated = [ft.encoding.collate(data, b, pad, "cpu") for b in batches]
         print(f"data: {len(data)} English POS sentences, {len(batches)} batches of 32, "
               f"{tokens} tokens (padding excluded); model {args.model}")
 
@@ -103,7 +103,8 @@ def main(argv=None) -> int:
             t = use("sparse")
             t.model.train()
             for ids, mask, types, y in collated:
-                loss = ft._loss(t.model(ids, mask, types), y) / (y != ft.IGNORE).sum()
+                loss = (ft.training.summed_loss(t.model(ids, mask, types), y)
+                        / (y != ft.IGNORE).sum())
                 loss.backward()
                 t.model.zero_grad(set_to_none=True)
 

@@ -236,6 +236,23 @@ def parse_seeds(seeds) -> list[int]:
     return out
 
 
+def parse_targets(langs, task: str) -> list[str]:
+    """Target language codes of XTREME ``task`` (``"de,zh"`` or a list), in the order given
+    and without repeats, each checked to have a test split in the task's corpus. What
+    ``langs=`` means in :func:`probe.fuse` and :func:`probe.finetune`."""
+    from .data import get_corpus
+    from .data.xtreme import corpus_name
+    from .languages import parse_langs
+
+    cdef = get_corpus(corpus_name(task))
+    out = []
+    for lang in parse_langs(langs):
+        cdef.check(lang, "test")
+        if lang.code not in out:
+            out.append(lang.code)
+    return out
+
+
 def parse_budget(value, default: int | None, name: str) -> int | None:
     """A subsample size: a count >= 1, None (everything) or ``"auto"`` (-> ``default``)."""
     if isinstance(value, str):

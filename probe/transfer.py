@@ -100,6 +100,7 @@ import numpy as np
 
 from .errors import ProbeError
 from .options import count_or_all, parse_budget, parse_seeds
+from .options import parse_targets as _parse_targets  # shared with probe.finetuning
 
 _parse_seeds = parse_seeds  # the older name
 
@@ -559,20 +560,6 @@ class _Runner:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _parse_targets(langs, task: str) -> list[str]:
-    from .data import get_corpus
-    from .data.xtreme import corpus_name
-    from .languages import parse_langs
-
-    cdef = get_corpus(corpus_name(task))
-    out = []
-    for lang in parse_langs(langs):
-        cdef.check(lang, "test")
-        if lang.code not in out:
-            out.append(lang.code)
-    return out
 
 
 def _parse_layers(layers, last: int | None) -> list[int] | None:

@@ -14,6 +14,8 @@ import pytest
 import torch
 
 from probe import finetuning as ft
+from probe.finetuning import encoding, evaluation, report, training
+from probe.finetuning.run import _precision_of, _run_id, _run_params, _trainable_count
 from probe.errors import ProbeError
 
 from tiny import LETTERS, tiny_bert, tiny_spec, unigram_tokenizer
@@ -52,9 +54,9 @@ def _trainer(encoded, dev=None, *, fusion=ft.FusionSpec("none"), ckpt=None, seed
     torch.manual_seed(seed)
     enc = _no_dropout(tiny_bert(max_positions=24, seed=0))
     net = ft.FinetuneModel(enc, "tagging", len(UPOS), fusion, dropout=0.0)
-    return ft._Trainer(net, encoded, dev, kind="tagging", metric="accuracy", label_names=UPOS,
-                       params={**PARAMS, **kw}, seed=seed, pad_id=1, device="cpu",
-                       ckpt_path=ckpt, log=lambda m: None)
+    return training.Trainer(net, encoded, dev, kind="tagging", metric="accuracy",
+                            label_names=UPOS, params={**PARAMS, **kw}, seed=seed, pad_id=1,
+                            device="cpu", ckpt_path=ckpt, log=lambda m: None)
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +166,7 @@ def test_resume_after_an_interrupted_epoch_gives_the_same_weights(train_enc, tok
     ckpt = tmp_path / "b.ckpt"
     first = _trainer(train_enc, dev, embeddings="sparse", ckpt=ckpt)
     calls = {"n": 0}
-    step = ft._Trainer.train_step
+    step = training.Trainer.train_step
 
     def dying(self, rows):
         calls["n"] += 1
@@ -172,10 +174,10 @@ def test_resume_after_an_interrupted_epoch_gives_the_same_weights(train_enc, tok
             raise KeyboardInterrupt
         return step(self, rows)
 
-    monkeypatch.setattr(ft._Trainer, "train_step", dying)
+    monkeypatch.setattr(training.Trainer, "train_step", dying)
     with pytest.raises(KeyboardInterrupt):
         first.fit()
-    monkeypatch.setattr(ft._Trainer, "train_step", step)
+    monkeypatch.setattr(training.Trainer, "train_step", step)
     assert torch.load(ckpt, weights_only=False)["epoch"] == 1
     again = _trainer(train_enc, dev, embeddings="sparse", ckpt=ckpt)
     again.fit()
@@ -188,7 +190,7 @@ def test_gate_fixed_control_is_the_mean_of_the_two_layers(train_enc):
     torch.manual_seed(0)
     enc = _no_dropout(tiny_bert(max_positions=24, layers=2, seed=0))
     net = ft.FinetuneModel(enc, "tagging", 3, ft.FusionSpec("dlfa-fixed", 1), dropout=0.0).eval()
-    ids, mask, types, _ = ft._collate(train_enc, np.arange(6), 1, "cpu")
+    ids, mask, types, _ = encoding.collate(train_enc, np.arange(6), 1, "cpu")
     with torch.no_grad():
         z = net.features(ids, mask, types)
         hs = enc(input_ids=ids, attention_mask=mask, token_type_ids=types,
@@ -198,7 +200,7 @@ def test_gate_fixed_control_is_the_mean_of_the_two_layers(train_enc):
     assert (z[~real] == 0).all()
     assert sum(p.numel() for p in net.fusion.parameters()) == 0
     dl = ft.FinetuneModel(enc, "tagging", 3, ft.FusionSpec("dlfa", 1))
-    assert ft._trainable_count(dl, "full")["fusion"] > 0
+    assert _trainable_count(dl, "full")["fusion"] > 0
 
 
 def _tag_encoded(labels):
@@ -213,16 +215,17 @@ def test_all_majority_predictor_is_reported_at_chance():
     labels = [rng.choice([0, 0, 0, 1, 2], size=int(rng.integers(3, 9))) for _ in range(200)]
     enc = _tag_encoded(labels)
     train = _tag_encoded([rng.choice([0, 0, 1, 2], size=6) for _ in range(50)])
-    rates = ft._reference(train, enc, np.ones(len(enc), bool), "accuracy", UPOS)
+    rates = evaluation.target_reference(train, enc, np.ones(len(enc), bool), "accuracy", UPOS)
     assert rates["majority_label"] == "NOUN"
     counts = np.stack([ft.example_counts(enc, [np.zeros(len(x), dtype=int) for x in labels],
                                          "accuracy", UPOS)] * 3)
     mean = ft.score_from_counts(counts[0].sum(0), "accuracy")
     assert abs(mean - rates["majority"]) < 1e-12
-    iv = ft._interval(counts, "accuracy", 300)
+    iv = report._interval(counts, "accuracy", 300)
     assert iv["n_seeds"] == 3 and at_chance(iv["ci95"][0], rates["majority"], mean)
     perfect = np.stack([ft.example_counts(enc, labels, "accuracy", UPOS)] * 3)
-    assert not at_chance(ft._interval(perfect, "accuracy", 300)["ci95"][0], rates["majority"], 1.0)
+    assert not at_chance(report._interval(perfect, "accuracy", 300)["ci95"][0], rates["majority"],
+                         1.0)
 
 
 def test_reference_rates_are_the_shared_definition_checked_by_brute_force():
@@ -240,7 +243,7 @@ def test_reference_rates_are_the_shared_definition_checked_by_brute_force():
     target = [rng.choice([0] * 7 + [1, 2, 2], size=int(rng.integers(4, 12))) for _ in range(120)]
     keep = np.ones(len(target), bool)
     keep[:20] = False  # dropped examples take no part
-    rates = ft._reference(train, _tag_encoded(target), keep, "accuracy", UPOS)
+    rates = evaluation.target_reference(train, _tag_encoded(target), keep, "accuracy", UPOS)
     tr = Counter(np.concatenate(train.labels).tolist())
     gold = np.concatenate(target[20:])
     top = max(sorted(tr), key=lambda c: tr[c])
@@ -256,7 +259,8 @@ def test_reference_rates_are_the_shared_definition_checked_by_brute_force():
     pick = [0] * 6 + [1, 2, 3, 4]
     ner_train = _tag_encoded([rng.choice(pick, size=8) for _ in range(40)])
     ner_target = [rng.choice(pick, size=int(rng.integers(4, 10))) for _ in range(60)]
-    rates = ft._reference(ner_train, _tag_encoded(ner_target), np.ones(60, bool), "f1", names)
+    rates = evaluation.target_reference(ner_train, _tag_encoded(ner_target), np.ones(60, bool),
+                                        "f1", names)
     assert rates["majority_label"] == "O" and rates["majority"] == 0.0  # all "O": no entity
     tr = Counter(np.concatenate(ner_train.labels).tolist())
     prior = np.array([tr[c] for c in range(len(names))], float)
@@ -320,25 +324,29 @@ def test_run_id_of_the_default_configuration_is_pinned():
     import inspect
 
     sig = inspect.signature(ft.finetune).parameters
-    fields = [n for n in inspect.signature(ft._run_params).parameters if n != "precision"]
-    params = ft._run_params(precision=ft._precision_of(sig["dtype"].default, sig["precision"].default),
+    fields = [n for n in inspect.signature(_run_params).parameters if n != "precision"]
+    params = _run_params(precision=_precision_of(sig["dtype"].default, sig["precision"].default),
                             **{n: sig[n].default for n in fields})
     data = {"train": "1" * 64, "dev": "2" * 64, "target:de": "3" * 64, "target:zh": "4" * 64}
-    assert ft._run_id("pos", "dlfa:6", 0, "0" * 64, data, params) == "dlfa6-s0-6518699a4124ef51"
+    assert _run_id("pos", "dlfa:6", 0, "0" * 64, data, params) == "dlfa6-s0-6518699a4124ef51"
     assert params["precision"] == "fp32" and ft.RUN_VERSION == 1
 
 
 def test_dtype_is_the_documented_name_and_precision_a_deprecated_alias():
     import argparse
 
-    assert [ft._precision_of(d, None) for d in (None, "float32", "bfloat16", "float16")] == \
+    assert [_precision_of(d, None) for d in (None, "float32", "bfloat16", "float16")] == \
         ["fp32", "fp32", "bf16", "fp16"]
     with pytest.warns(DeprecationWarning):
-        assert ft._precision_of(None, "bf16") == "bf16"
+        assert _precision_of(None, "bf16") == "bf16"
     with pytest.raises(ProbeError):
-        ft._precision_of("bf16", None)
+        _precision_of("bf16", None)
     with pytest.raises(ProbeError), pytest.warns(DeprecationWarning):
-        ft._precision_of("float32", "fp16")
+        _precision_of("float32", "fp16")
+    from probe.finetuning.cli import run as cli_run
+
+    # the package's run stays the command-line function probe.cli calls, not run.py
+    assert ft.run is cli_run and callable(ft.run)
     parser = argparse.ArgumentParser()
     ft.add_parser(parser.add_subparsers())
     a = parser.parse_args(["finetune", "--task", "pos", "--lang", "de", "--dtype", "bfloat16"])
@@ -363,6 +371,18 @@ def _write_xtreme(root):
         for s in _sentences(n, seed):
             lines += [f"{w}\t{t}" for w, t in zip(s.words, s.tags)] + [""]
         (folder / f"{name}.tsv").write_text("\n".join(lines) + "\n")
+
+
+def test_targets_are_parsed_as_probe_fuse_parses_them(tmp_path, monkeypatch):
+    """finetune and fuse share probe.options.parse_targets: order kept, repeats dropped, a
+    language the task's corpus lacks refused before any model is loaded."""
+    from probe.options import parse_targets
+
+    monkeypatch.setenv("PROBE_DATA_MIRROR", str(tmp_path / "mirror"))
+    _write_xtreme(tmp_path / "mirror")
+    assert parse_targets("zh,de,zh", "pos") == ["zh", "de"] and parse_targets(["de"], "pos") == ["de"]
+    with pytest.raises(ProbeError, match="has no French"):
+        ft.finetune("pos", "de,fr", model="/nonexistent/model", progress=False)
 
 
 def test_finetune_end_to_end_on_a_tiny_model(tmp_path, monkeypatch, capsys):
@@ -393,6 +413,19 @@ def test_finetune_end_to_end_on_a_tiny_model(tmp_path, monkeypatch, capsys):
     assert table.loc["none", "de"] == r["results"]["de"]["none"]["mean"]
     assert "<table" in back._repr_html_()
     assert ft.summary_figure([tmp_path / "out"], tmp_path / "summary.png")[0].is_file()
+    # plot(path=None, *, ax=None), like the other results: saved only when given a path,
+    # drawn into the caller's Axes (without the toolkit's title) when given one
+    import matplotlib.pyplot as plt
+
+    fig = back.plot(tmp_path / "figs" / "scores.png")
+    assert fig._suptitle is not None
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["scores.pdf", "scores.png"]
+    plt.close(fig)
+    own, axes = plt.subplots(1, 2)
+    assert back.plot(ax=axes[0]) is own and back.plot_gains(ax=axes[1]) is own
+    assert axes[0].patches and axes[1].patches and own._suptitle is None
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["scores.pdf", "scores.png"]
+    plt.close(own)
     # a finished run is read back, not retrained
     runs = sorted((tmp_path / "out" / "runs").glob("*.json"))
     assert len(runs) == 6 and not list((tmp_path / "out" / "runs").glob("*.ckpt"))
@@ -472,7 +505,7 @@ def test_capacity_matched_control_has_dlfas_parameters_and_weighs_both_layers_eq
     dlfa = ft.FinetuneModel(enc, "tagging", 3, ft.FusionSpec("dlfa", 1), dropout=0.0).eval()
     n = [sum(p.numel() for p in m.fusion.parameters()) for m in (matched, dlfa)]
     assert n[0] == n[1] > 0
-    ids, mask, types, _ = ft._collate(train_enc, np.arange(6), 1, "cpu")
+    ids, mask, types, _ = encoding.collate(train_enc, np.arange(6), 1, "cpu")
     with torch.no_grad():
         z = matched.features(ids, mask, types)
         hs = enc(input_ids=ids, attention_mask=mask, token_type_ids=types,
