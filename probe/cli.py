@@ -126,7 +126,7 @@ def cmd_layers(args) -> int:
                  n_boot=args.n_boot, tatoeba=not args.no_tatoeba, progress=not args.quiet,
                  device=args.device, train=_corpus_split(args.train), max_iter=args.max_iter,
                  perturb=args.perturb, layers=args.layers,
-                 input=args.input, sentence=args.sentence)
+                 input=args.input, sentence=args.sentence, dtype=args.dtype)
     r = res.report
     print(f"model: {r['model']['name']} (fingerprint {r['model']['fingerprint'][:12]}); "
           f"English -> {', '.join(res.langs)}; {LAYER_NOTE}")
@@ -163,6 +163,7 @@ def _batch_tokens(text: str):
 
 def build_parser() -> argparse.ArgumentParser:
     from .extraction import DEFAULT_BATCH_TOKENS
+    from .options import add_dtype_option
     from .tasks import PROBE_TASKS
     p = argparse.ArgumentParser(
         prog="probe",
@@ -198,9 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="batches run at once on CPU, each with an equal share of torch's threads "
                          "(default: 2 when torch has >= 2 threads; accelerators: 1)")
     ex.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default: auto)")
-    ex.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
-                    help="precision of the forward pass; bfloat16/float16 run under autocast; part of "
-                         "the cache key (default: float32 on every device)")
+    add_dtype_option(ex)
     ex.add_argument("--quiet", action="store_true", help="no progress bar")
 
     ca = sub.add_parser("cache", help="list, verify or remove cache entries",
@@ -272,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "e.g. typo:0.05,0.1,0.2,lowercase); seeded with --seed, labels and word "
                          "segmentation kept, perturbed text cached under its own key")
     la.add_argument("--device", default="auto", help="cuda, mps, cpu or auto (default: auto)")
+    add_dtype_option(la)
     la.add_argument("--quiet", action="store_true", help="no progress bars")
 
     # Sub-commands defined next to the API they wrap.

@@ -29,6 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import ProbeError
+from .options import add_dtype_option, precision_text
 from .results import ResultDisplay, SavedFiles, closed, load_counts, report_file, save_counts
 from .tasks import POS, recorded_curve, recorded_task
 
@@ -114,7 +115,14 @@ class CompareResult(ResultDisplay):
 
     def _headline(self) -> str:
         return (f"{' vs '.join(self.models)}, English -> {', '.join(self.report['config']['langs'])}; "
-                "peak layers per model")
+                "peak layers per model" + (f"; {self.precision_line}" if self.report.get("precision") else ""))
+
+    @property
+    def precision_line(self) -> str:
+        """``"precision: float32 on cpu"``: the forward passes behind every curve ("precision:
+        not recorded" for reports made before it was)."""
+        rec = self.report.get("precision")
+        return precision_text(rec) if rec else "precision: not recorded"
 
     def table(self):
         """One row per model: L, peak layer (absolute / relative) and value of each curve,
@@ -193,7 +201,8 @@ class CompareResult(ResultDisplay):
         cap = (f"English → {langs}; probes on UD EWT → PUD, similarity on PUD; depth 0 = embeddings, 1 = last "
                "layer; ★ = peak, ○ = layers within noise of it (95%: paired sentence bootstrap; CKA: jackknife)")
         meta = {"model": {"name": " vs ".join(self.models)}, "data_caption": cap,
-                "seed": self.report["seeds"]["probe"], "versions": self.report["versions"]}
+                "seed": self.report["seeds"]["probe"], "versions": self.report["versions"],
+                "precision": self.report.get("precision")}
         return show_or_save(fig, path, meta, "Layer trade-off across encoders, by relative depth", owned=owned)
 
     def save(self, out_dir: Path, *, figures: bool = True) -> SavedFiles:
@@ -317,7 +326,8 @@ def compare(models: Sequence | str, langs: Sequence[str] | str, *, tasks: Sequen
             fusion_examples: int | str = 1500, fusion_dev: int | str = 500, fusion_test: int | str = 500,
             fusion_epochs: int = 3, seed: int = 0, n_boot: int = 1000,
             train: tuple[str, str] = ("ud", "dev+test"), max_iter: int = 30, tatoeba: bool = False,
-            progress: bool = True, device: str | None = None, log=None) -> CompareResult:
+            progress: bool = True, device: str | None = None, log=None,
+            dtype: str = "float32") -> CompareResult:
     """Run :func:`probe.layers` (and a small DLFA fusion run) for each model; compare them.
 
     ``models``: names (``"e5-small-q4,random:e5-small-q4"``) or
@@ -325,11 +335,16 @@ def compare(models: Sequence | str, langs: Sequence[str] | str, *, tasks: Sequen
     ``fusion_depth``: DLFA fuses the layer nearest this relative depth with the last one
     (POS, English → ``langs``; ``fusion_seeds`` training seeds, seeded subsamples of
     ``fusion_examples``/``fusion_dev``/``fusion_test``); ``fusion=False`` skips it.
+    ``dtype``: the forward's precision for every model (float32 by default; bfloat16 or
+    float16 under autocast), passed to :func:`probe.layers` and :func:`probe.fuse`; it and the
+    device type are recorded in the report, the table header and the figure.
     Other arguments as in :func:`probe.layers`.
     """
     from .encoders import resolve_encoder
+    from .extraction import precision_record
     from .layerwise import check_targets, layers, versions
 
+    precision = precision_record(device, dtype)  # a bad dtype or device: one error, before any work
     t0 = time.time()
     log = log or ((lambda msg: print(msg, file=sys.stderr)) if progress else (lambda msg: None))
     if isinstance(models, str):
@@ -353,7 +368,7 @@ def compare(models: Sequence | str, langs: Sequence[str] | str, *, tasks: Sequen
     for spec in specs:
         log(f"compare: {spec.name}: per-layer analysis, English -> {', '.join(targets)}")
         res = layers(targets, model=spec, tasks=tasks, seed=seed, n_boot=n_boot, tatoeba=tatoeba,
-                     train=train, max_iter=max_iter, progress=progress, device=device, log=log)
+                     train=train, max_iter=max_iter, progress=progress, device=device, log=log, dtype=dtype)
         L = res.n_layers
         results[spec.name] = res
         curves[spec.name], counts[spec.name] = _model_curves(res, targets)
@@ -367,7 +382,7 @@ def compare(models: Sequence | str, langs: Sequence[str] | str, *, tasks: Sequen
             log(f"compare: {spec.name}: DLFA fusing layer {k} (relative depth {k / L:.2f}) with layer {L}")
             fr = fuse(POS, targets, model=spec, layers=[k], seeds=fusion_seeds, methods=["dlfa"],
                       max_examples=fusion_examples, max_dev=fusion_dev, max_test=fusion_test,
-                      epochs=fusion_epochs, n_boot=n_boot, progress=progress, device=device)
+                      epochs=fusion_epochs, n_boot=n_boot, progress=progress, device=device, dtype=dtype)
             gain = {}
             for lang in targets:
                 g = fr.report["comparison"][lang]["dlfa"]["gain_vs_last"]
@@ -385,7 +400,8 @@ def compare(models: Sequence | str, langs: Sequence[str] | str, *, tasks: Sequen
                     "peak, and the fusion gain, on one axis of relative depth?",
         "layer_indexing": "0 = embedding output, L = last transformer layer; relative depth = layer / L",
         "models": infos,
-        "config": {"langs": targets, "tasks": results[names[0]].report["config"]["tasks"],  # as recorded: "pos"
+        "precision": precision,
+        "config": {"dtype": dtype, "langs": targets, "tasks": results[names[0]].report["config"]["tasks"],  # as recorded: "pos"
                    "train": {"corpus": train[0], "split": train[1]}, "max_iter": max_iter, "n_boot": n_boot,
                    "tatoeba": tatoeba, "fusion": fusion, "fusion_depth": fusion_depth,
                    "curves": CURVES},
@@ -431,6 +447,7 @@ def add_parser(subparsers):
     p.add_argument("--max-iter", type=int, default=30, help="L-BFGS iterations per probe (default: 30)")
     p.add_argument("--out", default="out/compare", help="output directory (default: out/compare)")
     p.add_argument("--device", default="auto", help="cuda, mps, cpu or auto (default: auto)")
+    add_dtype_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -442,12 +459,12 @@ def run(args) -> int:
                   fusion_depth=args.fusion_depth, fusion_seeds=args.fusion_seeds,
                   fusion_examples=args.fusion_examples, seed=args.seed, n_boot=args.n_boot,
                   train=parse_train(args.train), max_iter=args.max_iter, tatoeba=args.tatoeba,
-                  progress=not args.quiet, device=args.device)
+                  progress=not args.quiet, device=args.device, dtype=args.dtype)
     import pandas as pd
 
     with pd.option_context("display.width", 200, "display.max_columns", 40):
-        print("Peak layers per model (rel = layer / L; tied layers = layers within noise of the peak). "
-              "Layer 0 is the embedding output; layer L is the last transformer layer.")
+        print(f"Peak layers per model (rel = layer / L; tied layers = layers within noise of the peak; "
+              f"{res.precision_line}). Layer 0 is the embedding output; layer L is the last transformer layer.")
         print(res.table().T.to_string())
     print("\nWithin noise?")
     for line in res.noise_lines():

@@ -713,7 +713,10 @@ def load(out_dir: str | os.PathLike):
             f"{out_dir}: converted by e5q4 converter version {record.get('converter_version')!r}, "
             f"current is {E5Q4_CONVERTER_VERSION!r}; convert it again"
         )
-    model = BertModel.from_pretrained(out_dir, add_pooling_layer=False)
+    from .loading import quiet_loading
+
+    with quiet_loading():  # no per-tensor "Loading weights" bar, also under --quiet
+        model = BertModel.from_pretrained(out_dir, add_pooling_layer=False)
     model.eval()
     tokenizer = PreTrainedTokenizerFast.from_pretrained(out_dir)
     return model, tokenizer

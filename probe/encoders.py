@@ -208,17 +208,10 @@ def _from_pretrained(cls, path: str, **kwargs):
     """``cls.from_pretrained`` without transformers' load-report table: weights the encoder
     does not use (a pooler, a decoder, a language-model head) are summed up in one note,
     weights the encoder lacks (left random) in one warning."""
-    from transformers.utils import logging as hf_logging
+    from .loading import quiet_loading
 
-    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()  # a per-tensor "Loading weights" bar, noise for a few seconds' load
-    try:
+    with quiet_loading(errors_only=True):  # the table and the per-tensor bar: summed up below
         model, info = cls.from_pretrained(path, output_loading_info=True, **kwargs)
-    finally:
-        hf_logging.set_verbosity(level)
-        if bars:
-            hf_logging.enable_progress_bar()
     unused = list(info.get("unexpected_keys") or [])
     missing = list(info.get("missing_keys") or [])
     if unused:

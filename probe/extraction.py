@@ -27,6 +27,8 @@ from . import __version__
 from .cache import FORMAT_VERSION, CacheEntry, CacheKey, EntryBuilder, open_entry
 from .errors import ProbeError
 from .files import atomic_write_json
+from . import options
+from .options import DEFAULT_DTYPE, check_dtype
 from .threads import torch_threads
 from .tokenization import POOLINGS, Tokenization, Unit, assign_windows, token_id, window_plan
 
@@ -54,8 +56,8 @@ CPU_WORKERS = 2
 # others run the float32 model under torch.autocast (matrix products in that dtype,
 # normalisations in float32). A non-default precision or a device other than the CPU is
 # part of the cache key (see extractor_tag), so numbers of different precisions never mix.
-DTYPES = ("float32", "bfloat16", "float16")
-DEFAULT_DTYPE = "float32"
+# (Defined in probe.options, whose checks run before any work; named here for callers.)
+DTYPES = options.DTYPES
 
 
 def _checkpoint_seconds() -> float:
@@ -309,10 +311,18 @@ def entry_precision(meta: dict) -> str:
     return f"{dtype}@{device_type}"
 
 
-def check_dtype(dtype: str) -> str:
-    if dtype not in DTYPES:
-        raise ProbeError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
-    return dtype
+def precision_record(device: str | None = None, dtype: str = DEFAULT_DTYPE) -> dict:
+    """What every driver's report records about its forward passes: ``{"dtype", "device",
+    "device_type", "autocast", "cache_tag"}`` (``cache_tag``: the :func:`extractor_tag` of
+    the entries it reads, segment ids aside). ``device=None`` or ``"auto"``: the device
+    :func:`~probe.encoders.pick_device` chooses. A bad ``dtype`` or device is one
+    :class:`ProbeError`, raised before any work."""
+    from .encoders import check_device, pick_device
+
+    check_dtype(dtype)
+    device = check_device(pick_device(device))
+    return {"dtype": dtype, "device": device, "device_type": device.split(":")[0],
+            "autocast": dtype != DEFAULT_DTYPE, "cache_tag": extractor_tag(device, dtype)}
 
 
 def _is_pairs(corpus) -> bool:

@@ -33,6 +33,7 @@ import numpy as np
 
 from . import __version__
 from .errors import ProbeError
+from .options import precision_text
 from .results import ResultDisplay, SavedFiles, closed, load_counts, report_file, save_counts
 from .tasks import POS, PROBE_TASKS, recorded_curve, recorded_task
 from .tasks import UPOS_TAGS as _UD_TAGS
@@ -89,30 +90,32 @@ class Inputs:
     tatoeba: dict = field(default_factory=dict)  # lang -> (xx entry, eng entry)
 
 
-def open_or_extract(spec, data, pooling: str, *, loaded: dict, progress=True, device=None, input="words"):
+def open_or_extract(spec, data, pooling: str, *, loaded: dict, progress=True, device=None, input="words",
+                    dtype: str = "float32"):
     """The cache entry of an already loaded corpus (e.g. a subset or a perturbed copy),
     extracted if missing. The model is loaded only then, once per ``loaded`` dict: pass the
-    same dict to successive calls."""
+    same dict to successive calls. ``device`` and ``dtype`` (the forward's precision) select
+    the entry: a bfloat16 run opens and builds bfloat16 entries only."""
     from .cache import open_entry
     from .extraction import cache_key, extract_corpus
 
-    entry = open_entry(cache_key(spec, data, pooling, input=input))
+    entry = open_entry(cache_key(spec, data, pooling, device=device, dtype=dtype, input=input))
     if entry is None:
         if "encoder" not in loaded:
             loaded["encoder"] = spec.load()
         entry = extract_corpus(spec, data, pooling=pooling, progress=progress, device=device,
-                               encoder=loaded["encoder"], input=input)
+                               encoder=loaded["encoder"], input=input, dtype=dtype)
     return entry
 
 
 def ensure_entries(spec, wanted: Sequence[tuple[str, str, str, str]], *, progress=True, device=None,
-                   input="words"):
+                   input="words", dtype: str = "float32"):
     """Open or extract ``(corpus, lang, split, pooling)`` entries, loading the model at most once."""
     from .data import load_corpus
 
     loaded: dict = {}
     return [open_or_extract(spec, load_corpus(corpus, lang, split), pooling, loaded=loaded, progress=progress,
-                            device=device, input=input) for corpus, lang, split, pooling in wanted]
+                            device=device, input=input, dtype=dtype) for corpus, lang, split, pooling in wanted]
 
 
 def check_targets(langs: Sequence[str]) -> list[str]:
@@ -313,7 +316,8 @@ class LayerResult(ResultDisplay):
         r = self.report
         tasks = ",".join(r.get("config", {}).get("tasks", []))
         return (f"{r['model']['name']} (L = {r['model']['n_layers']}), English -> {', '.join(self.langs)}; "
-                f"layers {layer_ranges(self.layer_ids)}; tasks {tasks}")
+                f"layers {layer_ranges(self.layer_ids)}; tasks {tasks}"
+                + (f"; {precision_text(r['precision'])}" if r.get("precision") else ""))
 
     def noise_lines(self) -> list[str]:
         """One line per curve: its best layer and the layers within noise of it."""
@@ -362,8 +366,16 @@ class LayerResult(ResultDisplay):
 
     @property
     def mode_line(self) -> str:
-        """What the model read and how sentence vectors were made (reports made before
-        these options existed read as the defaults of that time)."""
+        """What the model read, how sentence vectors were made and the forward's precision
+        (reports made before these options existed read as the defaults of that time; the
+        precision is stated only when recorded)."""
+        line = self._input_line
+        if self.report.get("precision"):
+            line += "; " + precision_text(self.report["precision"])
+        return line
+
+    @property
+    def _input_line(self) -> str:
         c = self.report["config"]
         mode = c.get("input", "words")
         line = f"input: {mode} ({'pre-split words' if mode == 'words' else 'the sentence text'}); " \
@@ -379,8 +391,9 @@ class LayerResult(ResultDisplay):
 
     def _meta(self, data_caption: str) -> dict:
         r = self.report
-        return {"model": r["model"], "data_caption": f"{data_caption}; {self.mode_line}",
-                "seed": r["seeds"]["probe"], "versions": r["versions"]}
+        # the precision has its own place in the caption (probe.plotting.provenance)
+        return {"model": r["model"], "data_caption": f"{data_caption}; {self._input_line}",
+                "seed": r["seeds"]["probe"], "versions": r["versions"], "precision": r.get("precision")}
 
     # -- figures
     def plot_probes(self, path: Path | None = None, *, ax=None):
@@ -965,7 +978,8 @@ def layer_ranges(layers_: list[int]) -> str:
 _layer_ranges = layer_ranges
 
 
-def _perturbed_entries(spec, targets, perturbations, pooling, pud, progress, device, log, input="words"):
+def _perturbed_entries(spec, targets, perturbations, pooling, pud, progress, device, log, input="words",
+                       dtype="float32"):
     """``{(str(p), lang): (entry, changed_fraction)}`` for perturbed target PUD text.
 
     A perturbation that changes no word (e.g. lowercase on Chinese) reuses the clean entry.
@@ -984,7 +998,8 @@ def _perturbed_entries(spec, targets, perturbations, pooling, pud, progress, dev
             if progress:
                 log(f"PUD {lang} perturbed by {p}: {frac:.1%} of the words changed")
             entry = pud[lang] if frac == 0 else open_or_extract(spec, data, pooling, loaded=loaded,
-                                                                 progress=progress, device=device, input=input)
+                                                                 progress=progress, device=device, input=input,
+                                                                 dtype=dtype)
             out[(str(p), lang)] = (entry, frac)
     return out
 
@@ -994,7 +1009,7 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
            train: tuple[str, str] = ("ud", "dev+test"), C: float = 1.0, max_iter: int = 30,
            perturb=None, layers=None, progress: bool = True, device: str | None = None,
            log=None, input: str = "words",
-           sentence: str = "mean-words") -> LayerResult:
+           sentence: str = "mean-words", dtype: str = "float32") -> LayerResult:
     """Run the per-layer analysis for English → each of ``langs``.
 
     ``tasks``: probe tasks (:data:`probe.tasks.PROBE_TASKS`), ``pos`` (part of speech, UD's
@@ -1024,16 +1039,24 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
     ``sentence``: the sentence-vector definition for CKA and retrieval (see
     :mod:`probe.sentences`). Both are recorded in the report and stated in the table and
     figures.
+
+    ``dtype``: the precision of the forward pass, ``float32`` (default, every device),
+    ``bfloat16`` or ``float16`` (under autocast); it selects the cache entries (a bfloat16 run
+    reads and builds bfloat16 entries only, and every memoised result is keyed by its
+    entries) and, with the device type, is recorded in ``report["precision"]``, the table
+    header and every figure's caption and metadata.
     Returns a :class:`LayerResult`; ``result.report`` holds every number with the model,
     data, seeds and versions that produced it; ``result.counts`` the per-sentence outcomes.
     """
     from .encoders import resolve_encoder
+    from .extraction import precision_record
     from .languages import get_language
     from .perturb import parse_perturbations
     from .stats import jackknife_difference
 
     t0 = time.time()
     log = log or (lambda msg: print(msg, file=sys.stderr))
+    precision = precision_record(device, dtype)  # a bad dtype or device fails here, before any work
     tasks = _parse_tasks(tasks)
     targets = check_targets(langs)
     perturbations = parse_perturbations(perturb, seed=seed) if perturb else []
@@ -1045,7 +1068,7 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
         raise ProbeError(f"--perturb with --sentence {sentence} is not supported yet (perturbed text has no "
                          "stored corpus to re-encode); use --sentence mean-words or first")
     spec = resolve_encoder(model) if isinstance(model, str) else model
-    sent = SentenceVectors(spec, sentence, device=device or "cpu", progress=progress)
+    sent = SentenceVectors(spec, sentence, device=precision["device"], dtype=dtype, progress=progress)
     wanted = [(train[0], SOURCE_LANG, train[1], pooling)]
     wanted += [("pud", lang, "test", pooling) for lang in [SOURCE_LANG] + targets]
     tat_langs = [l for l in targets if tatoeba and get_language(l).tatoeba]
@@ -1053,12 +1076,13 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
         # Tatoeba has no gold word segmentation (whitespace tokens; a Chinese sentence is one
         # token), so its words are mean-pooled over all their pieces.
         wanted += [("tatoeba", lang, "xx", "mean"), ("tatoeba", lang, "eng", "mean")]
-    entries = ensure_entries(spec, wanted, progress=progress, device=device, input=input)
+    entries = ensure_entries(spec, wanted, progress=progress, device=device, input=input, dtype=dtype)
     train_entry = entries[0]
     pud = dict(zip([SOURCE_LANG] + targets, entries[1:2 + len(targets)]))
     tat = {lang: (entries[2 + len(targets) + 2 * i], entries[3 + len(targets) + 2 * i])
            for i, lang in enumerate(tat_langs)}
-    perturbed = _perturbed_entries(spec, targets, perturbations, pooling, pud, progress, device, log, input)
+    perturbed = _perturbed_entries(spec, targets, perturbations, pooling, pud, progress, device, log, input,
+                                   dtype)
     t_extract = time.time() - t0
     L = train_entry.last_layer
     layer_ids = select_layers(layers, L)
@@ -1169,7 +1193,9 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
         "layers": layer_ids,
         "model": {"name": spec.name, "fingerprint": spec.fingerprint, "source": spec.source,
                   "note": getattr(spec, "note", ""), "n_layers": L, "hidden": train_entry.hidden},
+        "precision": precision,
         "config": {"langs": targets, "source_lang": SOURCE_LANG, "tasks": tasks, "pooling": pooling,
+                   "dtype": dtype,
                    "probe": {"kind": "LinearProbe (multinomial logistic regression, L-BFGS)", **probe_kw},
                    "train": {"corpus": train[0], "split": train[1]},
                    "in_language_eval": "English PUD (held out: a different treebank from the training one)",

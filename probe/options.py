@@ -19,7 +19,8 @@ from typing import Callable
 
 from .errors import ProbeError
 
-__all__ = ["check_args", "check_device", "check_out_dir", "check_model_dir", "describe_os_error"]
+__all__ = ["check_args", "check_device", "check_dtype", "check_out_dir", "check_model_dir",
+           "describe_os_error", "add_dtype_option", "precision_text", "DTYPES", "DEFAULT_DTYPE"]
 
 
 # --------------------------------------------------------------------------- numbers
@@ -97,6 +98,37 @@ def check_device(device: str | None) -> str | None:
         if mps is None or not mps.is_available():
             raise ProbeError("--device mps: MPS is not available here; use cpu or auto")
     return device
+
+
+# --------------------------------------------------------------------------- precision
+# Compute precisions of the forward pass (see probe.extraction): float32 is the default on
+# every device; the others run the float32 model under torch.autocast. Defined here, with
+# no heavy import, so every driver can refuse a bad value before any work.
+DTYPES = ("float32", "bfloat16", "float16")
+DEFAULT_DTYPE = "float32"
+DTYPE_HELP = ("precision of the forward pass: float32, or bfloat16/float16 under autocast; the "
+              "choice and the device type are part of the cache key and of every output "
+              "(default: float32 on every device)")
+
+
+def check_dtype(dtype) -> str:
+    """``dtype`` if it is one of :data:`DTYPES`, else one clear :class:`ProbeError`."""
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        raise ProbeError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
+    return dtype
+
+
+def precision_text(record: dict) -> str:
+    """A report's ``precision`` record (see :func:`probe.extraction.precision_record`) as the
+    words tables and figure captions show: ``"precision: bfloat16 (autocast) on cuda"``."""
+    dtype = record.get("dtype", "?")
+    autocast = " (autocast)" if record.get("autocast") else ""
+    return f"precision: {dtype}{autocast} on {record.get('device_type', '?')}"
+
+
+def add_dtype_option(parser) -> None:
+    """The ``--dtype`` option, the same on every command that extracts."""
+    parser.add_argument("--dtype", default=DEFAULT_DTYPE, choices=list(DTYPES), help=DTYPE_HELP)
 
 
 # --------------------------------------------------------------------------- paths
@@ -178,6 +210,8 @@ def check_args(args) -> None:
     for rule in _RANGES:
         rule.check(getattr(args, rule.attr, None))
     check_device(getattr(args, "device", None))
+    if getattr(args, "dtype", None) is not None:
+        check_dtype(args.dtype)
     for name in _models(args):
         check_model_dir(name)
     for flag, attr in (("--out", "out"), ("--out-root", "out_root")):

@@ -32,12 +32,17 @@ def palette(n: int):
 
 
 def provenance(meta: dict) -> str:
-    """One caption line: model (fingerprint), data, seed and code version."""
+    """One caption line: model (fingerprint), data, the forward's precision (``precision``:
+    a report's record, see :func:`probe.extraction.precision_record`), seed and code version."""
+    from .options import precision_text
+
     model = meta.get("model", {})
     fp = str(model.get("fingerprint", ""))[:10]
     parts = [f"model: {model.get('name', '?')}" + (f" ({fp})" if fp else "")]
     if meta.get("data_caption"):
         parts.append(f"data: {meta['data_caption']}")
+    if meta.get("precision"):
+        parts.append(precision_text(meta["precision"]))
     if meta.get("seed") is not None:
         parts.append(f"seed {meta['seed']}")
     versions = meta.get("versions", {})

@@ -13,8 +13,9 @@
 
 ``mean-pieces`` and ``native`` need their own forward pass (the input differs from the word
 extraction's); their vectors ``[n_layers, n_sentences, hidden]`` (float16) are cached under
-``$PROBE_HOME/cache/sentences/`` keyed by the word entry's fields plus the definition.
-Inputs longer than the model's limit are truncated (counted in the sidecar JSON), as the
+``$PROBE_HOME/cache/sentences/`` keyed by the word entry's fields plus the definition
+(and, like the word entries, the device type and precision when they are not float32 on
+the CPU). Inputs longer than the model's limit are truncated (counted in the sidecar JSON), as the
 models' own recipes do.
 """
 from __future__ import annotations
@@ -115,10 +116,12 @@ def _inputs(tokenizer, data, definition: str, input: str, model_name: str, max_l
 
 
 def encode(encoder, ids: list[list[int]], keep: list[np.ndarray], *, layers: Sequence[int] | None = None,
-           batch_tokens: int = 4096, device: str = "cpu", progress: bool = False) -> np.ndarray:
+           batch_tokens: int = 4096, device: str = "cpu", progress: bool = False,
+           dtype: str = "float32") -> np.ndarray:
     """Mean over the ``keep`` positions of each input: ``[n_layers_kept, n_inputs, hidden]``
     float16 (summed in float32). ``layers`` (default all, 0 = embeddings) are the hidden
-    states kept."""
+    states kept. ``dtype`` other than float32: the forward runs under ``torch.autocast`` in
+    that precision, as the word extraction does."""
     import torch
     from tqdm.auto import tqdm
 
@@ -129,7 +132,8 @@ def encode(encoder, ids: list[list[int]], keep: list[np.ndarray], *, layers: Seq
     layers = list(range(n_all)) if layers is None else [l % n_all for l in layers]
     out = np.zeros((len(layers), len(ids), encoder.hidden), dtype=np.float16)
     batches = plan_batches([len(x) for x in ids], batch_tokens)
-    model = encoder.model.to(device)
+    model = encoder.model.to(device=device, dtype=torch.float32)  # other precisions: autocast
+    device_type = torch.device(device).type
     for batch in tqdm(batches, disable=not progress, file=sys.stderr, unit="batch", desc="sentence vectors"):
         T = max(len(ids[i]) for i in batch)
         x = torch.full((len(batch), T), pad, dtype=torch.long)
@@ -140,7 +144,8 @@ def encode(encoder, ids: list[list[int]], keep: list[np.ndarray], *, layers: Seq
             att[b, :len(ids[i])] = 1
             w[b, :len(ids[i])] = torch.as_tensor(keep[i], dtype=torch.float32)
         w = w / w.sum(1, keepdim=True).clamp_min(1)
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(device_type=device_type, dtype=getattr(torch, dtype),
+                                                    enabled=dtype != "float32"):
             if layers == [n_all - 1]:  # the last layer only: no stack of every hidden state
                 hs = {n_all - 1: model(input_ids=x.to(device), attention_mask=att.to(device)).last_hidden_state}
             else:
@@ -153,7 +158,8 @@ def encode(encoder, ids: list[list[int]], keep: list[np.ndarray], *, layers: Seq
 
 
 def compute(spec, data, definition: str, *, input: str = "words", layers: Sequence[int] | None = None,
-            encoder=None, device: str = "cpu", progress: bool = False) -> tuple[np.ndarray, dict]:
+            encoder=None, device: str = "cpu", progress: bool = False,
+            dtype: str = "float32") -> tuple[np.ndarray, dict]:
     """Sentence vectors of ``data`` by ``definition`` (``mean-pieces`` or ``native``), not
     cached: ``([n_layers_kept, n_sentences, hidden] float16, info)``."""
     check_definition(definition)
@@ -161,31 +167,38 @@ def compute(spec, data, definition: str, *, input: str = "words", layers: Sequen
         raise ProbeError(f"{definition!r} sentence vectors are read from the word entry (CacheEntry)")
     encoder = encoder or spec.load()
     ids, keep, n_truncated = _inputs(encoder.tokenizer, data, definition, input, spec.name, encoder.max_length)
-    vecs = encode(encoder, ids, keep, layers=layers, device=device, progress=progress)
+    vecs = encode(encoder, ids, keep, layers=layers, device=device, progress=progress, dtype=dtype)
     info = {"definition": describe(definition, spec.name), "input": "text" if definition == "native" else input,
             "n_sentences": len(ids), "n_tokens": int(sum(len(x) for x in ids)),
-            "truncated_sentences": n_truncated, "layers": layers}
+            "truncated_sentences": n_truncated, "layers": layers, "device": device, "compute_dtype": dtype}
     return vecs, info
 
 
-def _key(spec, data, definition: str, input: str, layers) -> str:
+def _key(spec, data, definition: str, input: str, layers, device: str = "cpu", dtype: str = "float32") -> str:
+    from .extraction import extractor_tag
+
     fields = {"model": spec.name, "fingerprint": spec.fingerprint, "corpus": data.name, "lang": data.lang,
               "split": data.split, "corpus_sha256": data.sha256, "definition": definition,
               "recipe": describe(definition, spec.name),
               "input": "text" if definition == "native" else input,
               "layers": None if layers is None else list(layers), "v": VERSION}
+    tag = extractor_tag(device, dtype)
+    if tag != extractor_tag():  # float32 on the CPU keeps the key it always had
+        fields["extractor"] = tag
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
 def cached(spec, data, definition: str, *, input: str = "words", layers: Sequence[int] | None = None,
-           loaded: dict | None = None, device: str = "cpu", progress: bool = False) -> tuple[np.ndarray, dict]:
+           loaded: dict | None = None, device: str = "cpu", progress: bool = False,
+           dtype: str = "float32") -> tuple[np.ndarray, dict]:
     """:func:`compute`, stored under ``$PROBE_HOME/cache/sentences/`` (atomic writes; the
     file name is a digest of the model fingerprint, corpus sha256, definition, input and
-    layers, so it never goes stale). ``loaded``: a dict sharing one loaded encoder."""
+    layers, plus the device type and precision when not float32 on the CPU, so it never
+    goes stale). ``loaded``: a dict sharing one loaded encoder."""
     from .cache import slug, atomic_save_npy, cache_dir
     from .files import atomic_write_json
 
-    digest = _key(spec, data, definition, input, layers)
+    digest = _key(spec, data, definition, input, layers, device, dtype)
     folder = cache_dir() / "sentences" / slug(spec.name)
     stem = f"{slug(data.name)}.{slug(data.lang)}.{slug(data.split)}.{definition}.{digest[:16]}"
     npy, meta = folder / f"{stem}.npy", folder / f"{stem}.json"
@@ -200,7 +213,7 @@ def cached(spec, data, definition: str, *, input: str = "words", layers: Sequenc
     if "encoder" not in loaded:
         loaded["encoder"] = spec.load()
     vecs, info = compute(spec, data, definition, input=input, layers=layers, encoder=loaded["encoder"],
-                         device=device, progress=progress)
+                         device=device, progress=progress, dtype=dtype)
     info["digest"] = digest
     folder.mkdir(parents=True, exist_ok=True)
     atomic_save_npy(npy, vecs)
@@ -212,15 +225,20 @@ class SentenceVectors:
     """``sv(entry, layer) -> [n_sentences, hidden]`` in one definition, for any cache entry.
 
     ``mean-words`` / ``first`` read the entry; ``mean-pieces`` / ``native`` run (once, then
-    cached) their own forward pass over the entry's corpus, in the entry's input mode.
+    cached) their own forward pass over the entry's corpus, in the entry's input mode, on
+    ``device`` in precision ``dtype`` (as the word entries were extracted).
     """
 
-    def __init__(self, spec, definition: str = "mean-words", *, device: str = "cpu", progress: bool = False):
+    def __init__(self, spec, definition: str = "mean-words", *, device: str = "cpu", progress: bool = False,
+                 dtype: str = "float32"):
+        from .options import check_dtype
+
         self.spec = spec
         self.definition = check_definition(definition)
         if definition == "native":
             native_recipe(spec.name)  # fail early for an unknown model
         self.device = device
+        self.dtype = check_dtype(dtype)
         self.progress = progress
         self.loaded: dict = {}
         self._memo: dict = {}
@@ -240,7 +258,7 @@ class SentenceVectors:
             if data.sha256 != c["sha256"]:
                 raise ProbeError(f"{entry.path}: its corpus changed since extraction (sha256 differs)")
             vecs, info = cached(self.spec, data, self.definition, input=entry.input, loaded=self.loaded,
-                                device=self.device, progress=self.progress)
+                                device=self.device, progress=self.progress, dtype=self.dtype)
             self._memo[key] = vecs
             self.info[key] = info
         return self._memo[key][layer]

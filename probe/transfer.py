@@ -99,7 +99,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .errors import ProbeError
-from .options import count_or_all, parse_budget, parse_seeds
+from .options import add_dtype_option, count_or_all, parse_budget, parse_seeds, precision_text
 from .options import parse_targets as _parse_targets  # shared with probe.finetuning
 
 _parse_seeds = parse_seeds  # the older name
@@ -642,7 +642,7 @@ def fuse(task: str, langs: Sequence[str] | str, model="e5-small-q4", layers="all
          epochs: int = 3, concat: str = "best", n_jobs: int | None = None, n_boot: int = 1000,
          data_seed: int = 0, pooling: str | None = None, progress: bool = True,
          device: str | None = None, encoder=None, log: Callable[[str], None] | None = None,
-         **fusion_kw) -> "FusionResult":
+         dtype: str = "float32", **fusion_kw) -> "FusionResult":
     """Zero-shot transfer sweep of DLFA and its baselines for one XTREME task.
 
     Parameters
@@ -666,6 +666,10 @@ def fuse(task: str, langs: Sequence[str] | str, model="e5-small-q4", layers="all
     pooling : subword pooling for the cache (default: ``first`` for token tasks, ``mean``
         for pair tasks).
     device : extraction device (default: automatic).
+    dtype : precision of the extraction's forward pass: ``float32`` (default, every device),
+        ``bfloat16`` or ``float16`` (under autocast). It selects the cache entries (and so the
+        memoised runs, keyed by their entries) and, with the device type, is recorded in
+        ``report["precision"]``, the table header and the figures.
     encoder : an already loaded :class:`~probe.encoders.Encoder` of ``model``, used for
         any extraction instead of loading the model again.
     log : stage messages (default: stderr when ``progress``).
@@ -680,10 +684,11 @@ def fuse(task: str, langs: Sequence[str] | str, model="e5-small-q4", layers="all
     from .data import get_corpus
     from .data.xtreme import corpus_name, subsample_split, task_def
     from .encoders import resolve_encoder
-    from .extraction import POOLINGS, cache_key, extract_corpus
+    from .extraction import POOLINGS, cache_key, extract_corpus, precision_record
     from .fusion import FusionClassifier
     from .layerwise import versions
 
+    precision = precision_record(device, dtype)  # a bad dtype or device: one error, before any work
     t_start = time.time()
     cpu_start = _cpu_seconds()
     log = log or (_log_default if progress else (lambda msg: None))
@@ -756,7 +761,7 @@ def fuse(task: str, langs: Sequence[str] | str, model="e5-small-q4", layers="all
     t0 = time.time()
     cpu0 = _cpu_seconds()
     for role, data in corpora.items():
-        entry = open_entry(cache_key(spec, data, pooling))
+        entry = open_entry(cache_key(spec, data, pooling, device=device, dtype=dtype, encoder=encoder))
         if entry is None:
             if encoder is None:
                 log(f"loading {spec.name} for extraction")
@@ -764,7 +769,7 @@ def fuse(task: str, langs: Sequence[str] | str, model="e5-small-q4", layers="all
             log(f"extracting {data.name}/{data.lang}/{data.split}: {len(data)} examples, "
                 f"{data.n_words} words")
             entry = extract_corpus(spec, data, pooling=pooling, progress=progress,
-                                   device=device, encoder=encoder)
+                                   device=device, encoder=encoder, dtype=dtype)
             built.append(role)
         entries[role] = entry
     del encoder
@@ -836,6 +841,7 @@ def fuse(task: str, langs: Sequence[str] | str, model="e5-small-q4", layers="all
         target_split=target_split, runs=runs, n_boot=n_boot, n_sent_target=n_sent_target,
         reference=reference)
     n_used = int(entries["train"].n_sentences)
+    report["precision"] = precision
     report["training_data"] = {
         "description": TRAINING_DATA[task].format(n_used=f"{n_used:,}"),
         "n_used": n_used, "split": corpora["train"].split,
@@ -871,7 +877,7 @@ def fuse(task: str, langs: Sequence[str] | str, model="e5-small-q4", layers="all
                    "task_default": TASK_BUDGETS[task].__dict__},
         "classifier": {**params, "n_labels": len(td.labels), "metric": td.metric,
                        "max_train": None, "max_dev": None, "n_threads": 1},
-        "n_jobs": n_jobs, "pooling": pooling,
+        "n_jobs": n_jobs, "pooling": pooling, "dtype": dtype,
     })
     report["seeds"] = {"train": seed_list, "data": data_seed, "bootstrap": 0,
                        "pawsx_carve": 0}
@@ -1101,7 +1107,7 @@ class FusionResult(ResultDisplay):
         r = self.report
         return (f"{r['task']} on {r['model']['name']} (L = {r['model']['n_layers']}), English -> "
                 f"{', '.join(self.langs)}; fused layers k = {', '.join(map(str, r.get('ks', [])))}; "
-                f"seeds {r['seeds']['train']}")
+                f"seeds {r['seeds']['train']}" + (f"; {precision_text(r['precision'])}" if r.get("precision") else ""))
 
     @property
     def task(self) -> str:
@@ -1152,7 +1158,8 @@ class FusionResult(ResultDisplay):
                     "cannot cover seed variance, and there is no gain interval)")
         lines = [f"{r['task']}: {metric}, mean ± std over {n_seeds} seed(s) {r['seeds']['train']}; "
                  + interval + f"; k = fused layer (0 = embeddings, L = {r['model']['n_layers']}); "
-                 f"dev-selected k unless marked"]
+                 f"dev-selected k unless marked"
+                 + (f"; features: {precision_text(r['precision'])}" if r.get("precision") else "")]
         for lang in self.langs:
             ref = (r.get("reference") or {}).get(lang)
             if ref:
@@ -1208,7 +1215,8 @@ class FusionResult(ResultDisplay):
     def _meta(self, caption: str) -> dict:
         r = self.report
         return {"model": r["model"], "data_caption": caption,
-                "seed": ",".join(map(str, r["seeds"]["train"])), "versions": r["versions"]}
+                "seed": ",".join(map(str, r["seeds"]["train"])), "versions": r["versions"],
+                "precision": r.get("precision")}
 
     def _caption(self) -> str:
         r = self.report
@@ -1429,6 +1437,7 @@ def summary_table(paths) -> dict:
             "metrics": {t: reports[t]["task_info"]["metric"] for t in tasks},
             "langs": {t: reports[t]["langs"] for t in tasks},
             "models": sorted({reports[t]["model"]["name"] for t in tasks}),
+            "precision": {t: reports[t].get("precision") for t in tasks},
             "model": first["model"], "versions": first["versions"],
             "seeds": sorted({s for t in tasks for s in reports[t]["seeds"]["train"]})}
 
@@ -1505,11 +1514,15 @@ def summary_figure(paths, out: Path) -> list[Path]:
             tab[methods.index(best) + 1 + n_ref, j].set_text_props(fontweight="bold")
     for j in range(len(tasks)):
         tab[0, j].set_height(tab[0, j].get_height() * 2.0)
+    # the tasks' features may come from different precisions: one line when they agree
+    precisions = {t: (precision_text(p) if p else "precision: not recorded") for t, p in s["precision"].items()}
+    features = (next(iter(precisions.values())) if len(set(precisions.values())) == 1 else
+                "; ".join(f"{t} {text}" for t, text in precisions.items()))
     meta = {"model": s["model"], "versions": s["versions"], "seed": ",".join(map(str, s["seeds"])),
             "data_caption": "XTREME, zero-shot from English, mean over target languages; frozen "
                             "encoder (the paper fine-tunes mBERT); ~ grey: at chance (95% "
                             "interval over seeds and sentences reaches the majority rate) in a "
-                            "language, never bold"}
+                            f"language, never bold; features: {features}"}
     return finish(fig, Path(out), meta, "Layer fusion on a frozen encoder: zero-shot results")
 
 
@@ -1583,18 +1596,19 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", default=None,
                    help="output directory (default: out/fusion/<task>)")
     p.add_argument("--device", default="auto", help="extraction device: cuda, mps, cpu or auto")
+    add_dtype_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars or stage messages")
 
 
 def run(args) -> int:
-    """Run ``probe fuse`` from parsed arguments; prints the table and where files went."""
-    from .data.xtreme import corpus_name  # noqa: F401 - registers the corpora
-
+    """Run ``probe fuse`` from parsed arguments; prints the table and where files went.
+    (:func:`fuse` imports probe.data.xtreme, which registers the XTREME corpora, first.)"""
     res = fuse(args.task, args.lang, model=args.model, layers=args.layers, seeds=args.seeds,
                methods=args.methods, max_examples=args.max_examples,
                max_dev=args.max_dev, max_test=args.max_test, epochs=args.epochs,
                concat=args.concat, n_jobs=args.jobs, n_boot=args.n_boot,
-               progress=not args.quiet, device=None if args.device == "auto" else args.device)
+               progress=not args.quiet, device=None if args.device == "auto" else args.device,
+               dtype=args.dtype)
     r = res.report
     out = Path(args.out or Path("out") / "fusion" / args.task)
     print(f"model: {r['model']['name']} (fingerprint {r['model']['fingerprint'][:12]}), FROZEN "

@@ -233,3 +233,191 @@ def test_a_legacy_cuda_entry_under_the_cpu_key_is_flagged(home, capsys):
     capsys.readouterr()
     assert ex.extract_corpus(spec, corpus, progress=False, device="cpu").path == entry.path
     assert "computed as bfloat16@cuda, not float32@cpu" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- dtype in every driver
+def _fake_load_corpus(calls: list):
+    """probe.data.load_corpus for layers(): small random UD/PUD stand-ins (PUD en and de share
+    sentence ids, as the parallel treebanks do); records each call."""
+    from tiny import MemCorpus
+
+    seeds = {("ud", "en"): 1, ("pud", "en"): 2, ("pud", "de"): 3}
+
+    def load(corpus, lang, split, progress=True):
+        calls.append((corpus, lang, split))
+        base = random_corpus(n=30, seed=seeds[(corpus, lang)])
+        return MemCorpus(base.sentences, name=corpus, lang=lang, split=split)
+
+    return load
+
+
+def _png_text(path) -> str:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return " ".join(str(v) for v in im.text.values())
+
+
+def test_layers_dtype_selects_entries_memo_and_is_in_every_output(home, tmp_path, monkeypatch):
+    import probe.cache
+    import probe.data
+    from probe.layerwise import layers
+
+    calls, memo = [], []
+    monkeypatch.setattr(probe.data, "load_corpus", _fake_load_corpus(calls))
+    real_memoized = probe.cache.memoized
+
+    def spy(kind, fields, compute, **kw):
+        memo.append((kind, dict(fields)))
+        return real_memoized(kind, fields, compute, **kw)
+
+    monkeypatch.setattr(probe.cache, "memoized", spy)
+    spec = tiny_spec(max_positions=64)
+    kw = dict(model=spec, tasks="upos", tatoeba=False, n_boot=20, progress=False, device="cpu")
+    with pytest.raises(ProbeError, match="unknown dtype 'fp8'"):
+        layers("de", dtype="fp8", **kw)
+    assert not calls and not (home / "cache").exists()  # refused before any work
+
+    r32 = layers("de", **kw)
+    memo32, memo[:] = list(memo), []
+    rbf = layers("de", dtype="bfloat16", **kw)
+    memobf = list(memo)
+
+    # float32 (the default) reads the entries every earlier version built: extractor "v1"
+    de = probe.data.load_corpus("pud", "de", "test")
+    old_key = ex.cache_key(spec, de, "first", device="cpu")
+    assert old_key.extractor == "v1" and r32.report["data"]["pud"]["de"]["cache_key"] == old_key.digest
+    keys32 = {r32.report["data"]["train"]["cache_key"]} | {v["cache_key"] for v in r32.report["data"]["pud"].values()}
+    keysbf = {rbf.report["data"]["train"]["cache_key"]} | {v["cache_key"] for v in rbf.report["data"]["pud"].values()}
+    assert len(keys32) == len(keysbf) == 3 and not keys32 & keysbf
+    from probe.cache import iter_entries
+
+    by_key = {e.meta["key"]: e for e in iter_entries()}
+    assert {by_key[k].meta["compute_dtype"] for k in keys32} == {"float32"}
+    assert {by_key[k].meta["compute_dtype"] for k in keysbf} == {"bfloat16"}
+    # memoised per-entry results are keyed by the entries, with the fields they always had
+    for run, keys in ((memo32, keys32), (memobf, keysbf)):
+        evals = [f for kind, f in run if kind == "probe-eval"]
+        sims = [f for kind, f in run if kind == "similarity"]
+        assert evals and sims
+        assert all(set(f) == {"train", "seed", "n_boot", "probe", "task", "layer", "eval", "control"}
+                   for f in evals)
+        assert all(set(f) == {"en", "xx", "layers", "jackknife", "seed", "full", "sentence"} for f in sims)
+        assert {f["eval"] for f in evals} | {f["train"] for f in evals} <= keys
+        assert {f["en"] for f in sims} | {f["xx"] for f in sims} <= keys
+
+    # recorded in the report, the table header, the repr and the figure (caption and metadata)
+    assert r32.report["precision"] == {"dtype": "float32", "device": "cpu", "device_type": "cpu",
+                                       "autocast": False, "cache_tag": "v1"}
+    assert rbf.report["precision"]["dtype"] == rbf.report["config"]["dtype"] == "bfloat16"
+    assert rbf.report["precision"]["autocast"] is True
+    text = "precision: bfloat16 (autocast) on cpu"
+    assert text in rbf.format_table().splitlines()[0] and text in repr(rbf)
+    assert "precision: float32 on cpu" in r32.format_table().splitlines()[0]
+    fig = rbf.plot_tradeoff(tmp_path / "tradeoff.png")
+    assert any(text in t.get_text() for t in fig.texts)
+    assert text in _png_text(tmp_path / "tradeoff.png")
+
+
+def test_compare_and_fuse_pass_dtype_through_and_record_it(home, tmp_path, mirror, monkeypatch):
+    import probe.data
+    from probe.cache import iter_entries
+    from probe.compare import compare
+
+    calls = []
+    monkeypatch.setattr(probe.data, "load_corpus", _fake_load_corpus(calls))
+    shallow = tiny_spec(max_positions=512, layers=2, seed=1, name="tiny-2")
+    deep = tiny_spec(max_positions=512, layers=3, seed=2, name="tiny-3")
+    kw = dict(tasks="upos", n_boot=20, progress=False, device="cpu", fusion_seeds=1, fusion_examples=20,
+              fusion_dev=10, fusion_test=10, fusion_epochs=1)
+    with pytest.raises(ProbeError, match="unknown dtype"):
+        compare([shallow, deep], "de", dtype="float64", **kw)
+    assert not calls
+    res = compare([shallow, deep], "de", dtype="bfloat16", **kw)
+    rep = res.report
+    assert rep["precision"]["dtype"] == rep["config"]["dtype"] == "bfloat16"
+    for name in ("tiny-2", "tiny-3"):
+        assert res.layer_results[name].report["precision"]["dtype"] == "bfloat16"
+        assert rep["fusion"][name]["config"]["dtype"] == "bfloat16"
+    entries = list(iter_entries())
+    corpora = {e.meta["corpus"]["name"] for e in entries}
+    assert {"ud", "pud"} < corpora  # ... and the fusion runs' XTREME POS entries
+    assert {e.meta["compute_dtype"] for e in entries} == {"bfloat16"}
+    text = "precision: bfloat16 (autocast) on cpu"
+    assert text in repr(res)
+    res.plot(tmp_path / "compare.png")
+    assert text in _png_text(tmp_path / "compare.png")
+
+
+def test_fuse_records_dtype_in_report_table_and_figures(home, tmp_path, mirror):
+    from probe.transfer import fuse, summary_figure
+
+    spec = tiny_spec(max_positions=512)
+    kw = dict(model=spec, layers=[0], seeds=1, methods=["dlfa"], max_examples=20, max_dev=10, max_test=10,
+              epochs=1, n_boot=20, n_jobs=1, progress=False, device="cpu")
+    with pytest.raises(ProbeError, match="unknown dtype"):
+        fuse("pos", "de", dtype="bf16", **kw)
+    assert not (home / "cache").exists()
+    res = fuse("pos", "de", dtype="float16", **kw)
+    r = res.report
+    assert r["precision"]["dtype"] == r["config"]["dtype"] == "float16"
+    for e in (r["data"]["train"], r["data"]["dev"], r["data"]["targets"]["de"]):
+        assert e["cache_key"] != ex.cache_key(spec, _Corpus(), "first").digest
+    from probe.cache import iter_entries
+
+    assert {e.meta["compute_dtype"] for e in iter_entries()} == {"float16"}
+    text = "precision: float16 (autocast) on cpu"
+    assert text in res.format_table().splitlines()[0] and text in repr(res)
+    paths = res.save(tmp_path / "pos")
+    assert all(text in _png_text(p) for p in paths if p.suffix == ".png")
+    summary = summary_figure([tmp_path], tmp_path / "summary.png")
+    assert text in _png_text(summary[0])
+
+
+@pytest.mark.parametrize("command", [["layers", "--lang", "de"], ["compare", "--models", "a,b", "--lang", "de"],
+                                     ["fuse", "--task", "pos", "--lang", "de"]])
+def test_dtype_option_of_every_extracting_command(command, monkeypatch, capsys):
+    import probe.compare
+    import probe.layerwise
+    import probe.transfer
+    from probe.cli import main
+
+    with pytest.raises(SystemExit) as exit_:  # argparse's refusal, before anything is loaded
+        main(command + ["--dtype", "fp8"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--dtype" in err[0] and "fp8" in err[0]
+    seen = []
+
+    def stand_in(*args, **kwargs):
+        seen.append(kwargs.get("dtype"))
+        raise ProbeError("stopped by the test")
+
+    for module, name in ((probe.layerwise, "layers"), (probe.compare, "compare"), (probe.transfer, "fuse")):
+        monkeypatch.setattr(module, name, stand_in)
+    assert main(command + ["--dtype", "bfloat16"]) == 2 and main(command) == 2
+    assert seen == ["bfloat16", "float32"]
+
+
+def test_quiet_load_prints_no_loading_weights_bar(home, tmp_path, capfd):
+    from transformers import BertModel
+    from transformers.utils import logging as hf_logging
+
+    from probe.encoders import resolve_encoder
+    from probe.loading import quiet_loading
+    from standins import build_standin
+
+    path = build_standin("bert", tmp_path / "bert")
+    capfd.readouterr()
+    BertModel.from_pretrained(path)  # the control: transformers draws the bar to stderr
+    assert "Loading weights" in capfd.readouterr().err
+    for enabled in (True, False):
+        (hf_logging.enable_progress_bar if enabled else hf_logging.disable_progress_bar)()
+        try:
+            with quiet_loading():
+                BertModel.from_pretrained(path, add_pooling_layer=False)
+            resolve_encoder(str(path)).load()  # probe's own loading path
+            assert "Loading weights" not in capfd.readouterr().err
+            assert hf_logging.is_progress_bar_enabled() is enabled  # the previous state is back
+        finally:
+            hf_logging.enable_progress_bar()

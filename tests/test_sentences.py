@@ -77,6 +77,33 @@ def test_sentence_vectors_read_entries_and_cache_the_rest(home, monkeypatch):
     np.testing.assert_array_equal(a, b)
 
 
+def test_sentence_vector_dtype_is_in_the_key_and_the_default_key_is_unchanged(home):
+    import hashlib
+    import json
+
+    spec = tiny_spec(max_positions=64)
+    corpus = random_corpus(n=6, seed=3)
+    # the digest float32-on-CPU vectors always had (the fields before precision was keyed)
+    fields = {"model": spec.name, "fingerprint": spec.fingerprint, "corpus": corpus.name, "lang": corpus.lang,
+              "split": corpus.split, "corpus_sha256": corpus.sha256, "definition": "mean-pieces",
+              "recipe": S.describe("mean-pieces", spec.name), "input": "words", "layers": None, "v": S.VERSION}
+    old = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+    assert S._key(spec, corpus, "mean-pieces", "words", None) == old
+    assert S._key(spec, corpus, "mean-pieces", "words", None, "cpu", "float32") == old
+    keys = {S._key(spec, corpus, "mean-pieces", "words", None, d, t)
+            for d in ("cpu", "cuda", "cuda:1") for t in ex.DTYPES}
+    assert len(keys) == 6 and old in keys  # cuda and cuda:1 share a device type
+    a, info_a = S.cached(spec, corpus, "mean-pieces")
+    b, info_b = S.cached(spec, corpus, "mean-pieces", dtype="bfloat16")
+    assert (info_a["compute_dtype"], info_b["compute_dtype"]) == ("float32", "bfloat16")
+    assert info_a["digest"] != info_b["digest"]
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    assert not np.array_equal(a, b)  # bfloat16 autocast really ran ...
+    np.testing.assert_allclose(b, a, atol=0.1, rtol=0.05)  # ... close to float32
+    with pytest.raises(ProbeError, match="unknown dtype"):
+        S.SentenceVectors(spec, "mean-pieces", dtype="half")
+
+
 # MTEB's published multilingual-e5-small Tatoeba scores (xx -> eng, all pairs), as given
 # in issue 15; the 4-bit e5-small-q4 was measured within ~0.03 of them.
 MTEB_E5_SMALL = {"deu": 0.979, "cmn": 0.921, "fra": 0.924, "rus": 0.921, "jpn": 0.809, "swh": 0.715}
