@@ -15,7 +15,7 @@ import torch
 
 from probe import finetuning as ft
 from probe.finetuning import encoding, evaluation, report, training
-from probe.finetuning.run import _precision_of, _run_id, _run_params, _trainable_count
+from probe.finetuning.driver import _precision_of, _run_id, _run_params, _trainable_count
 from probe.errors import ProbeError
 
 from tiny import LETTERS, tiny_bert, tiny_spec, unigram_tokenizer
@@ -345,7 +345,7 @@ def test_dtype_is_the_documented_name_and_precision_a_deprecated_alias():
         _precision_of("float32", "fp16")
     from probe.finetuning.cli import run as cli_run
 
-    # the package's run stays the command-line function probe.cli calls, not run.py
+    # the package's run is the command-line function probe.cli calls (no submodule of that name)
     assert ft.run is cli_run and callable(ft.run)
     parser = argparse.ArgumentParser()
     ft.add_parser(parser.add_subparsers())

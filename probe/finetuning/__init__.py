@@ -17,7 +17,7 @@ seed asked for:
 
 The parts, each one concept (read them in this order):
 
-* ``run.py``: :func:`finetune`, the run function (argument checks, data, the loop over fusion
+* ``driver.py``: :func:`finetune`, the run function (argument checks, data, the loop over fusion
   settings and seeds, run ids and records) and the recipe defaults (:data:`RECIPE`,
   :data:`TASK_BUDGETS`);
 * ``model.py``: fusion settings (:class:`FusionSpec`, :func:`parse_fusion`) and
@@ -31,8 +31,8 @@ The parts, each one concept (read them in this order):
   and :func:`summary_figure`;
 * ``cli.py``: ``probe finetune`` (:func:`add_parser`, :func:`run`).
 
-``probe.finetuning.run`` names the command-line :func:`run` (as before the split); import the
-run function's module by name (``from probe.finetuning.run import finetune``).
+``probe.finetuning.run`` is the command-line :func:`run` of ``cli.py`` (what ``probe/cli.py``
+registers); the run function's module is ``driver.py``, so no submodule shadows that name.
 
 Recipe (XTREME's defaults; every one an argument and recorded in ``finetune.json``): AdamW,
 learning rate 2e-5, linear schedule with warm-up (10% of the steps), batch 32, max length
@@ -87,10 +87,8 @@ from .optim import RowAdamW
 from .plots import summary_figure
 from .report import PAPER, PAPER_GAINS
 from .result import FinetuneResult
-from .run import RECIPE, RUN_VERSION, finetune
+from .driver import RECIPE, RUN_VERSION, finetune
 
-# Last, so that the package's ``run`` is the command-line function (as it was before the
-# split), not the submodule run.py that importing it above bound to that name.
 from .cli import add_parser, run  # noqa: E402,I001
 
 __all__ = [

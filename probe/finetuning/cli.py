@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..options import count_or_all
-from .run import PRECISIONS, RECIPE, TASK_BUDGETS, finetune
+from .driver import PRECISIONS, RECIPE, TASK_BUDGETS, finetune
 
 
 def add_parser(subparsers) -> None:
