@@ -308,6 +308,8 @@ def _n_chunks(key) -> int | None:
 
 # ----------------------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
+    from .options import add_dtype_option
+
     p = argparse.ArgumentParser(
         prog="python -m probe.distributed",
         description="Extract one corpus split with several processes (run under torchrun, or "
@@ -325,8 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pooling", default="first", choices=list(POOLINGS))
     p.add_argument("--batch-tokens", type=int, default=DEFAULT_BATCH_TOKENS)
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
-                   help="precision of the forward pass (default: float32)")
+    add_dtype_option(p)
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                    help=f"how long a rank waits for the others at a barrier (default: $PROBE_DIST_TIMEOUT "
                         f"or {DEFAULT_TIMEOUT_S} s: rank 0 may download a large model or publish a "

@@ -345,6 +345,8 @@ def plan(models, langs, *, command: str = "compare", corpus: str = "pud", split:
 
 # --------------------------------------------------------------------------- CLI
 def add_parser(subparsers):
+    from .options import add_dtype_option
+
     import argparse
 
     p = subparsers.add_parser(
@@ -366,7 +368,7 @@ def add_parser(subparsers):
     p.add_argument("--no-fusion", action="store_true", help="compare: without the DLFA fusion runs")
     p.add_argument("--batch-tokens", type=int, default=None)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default: auto)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    add_dtype_option(p)
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     return p
 

@@ -11,13 +11,13 @@ import numpy as np
 
 from ..errors import ProbeError
 from ..results import report_file
+from ..transfer import PAPER  # one citation string for both harnesses
 from .evaluation import score_from_counts
 
 
 #: Zero-shot gains of DLFA over standard fine-tuning reported by arXiv 2205.08497 for mBERT
 #: (points of accuracy; entity F1 for NER), as quoted in issue #14.
 PAPER_GAINS = {"xnli": 1.5, "pawsx": 2.4, "ner": 1.2, "pos": 1.5}
-PAPER = "arXiv 2205.08497 (DLFA with AIF; mBERT fine-tuned end to end)"
 
 #: What each task trains on, named in every output (the mirror's data, see its README).
 TRAINING_DATA = {
