@@ -123,8 +123,14 @@ def save_figure(fig, path, meta: dict | None = None, title: str = "") -> list[Pa
 
 def decorate(fig, meta: dict, title: str) -> None:
     """Title and provenance caption on a figure the toolkit created."""
+    import textwrap
+
     fig.suptitle(title)
-    fig.text(0.5, -0.01, provenance(meta), ha="center", va="top", fontsize=7.5, color="0.35")
+    # wrapped to the figure's width: one long line would widen the saved (tight) figure
+    # past its axes and shrink every panel when shown at page width
+    width = max(40, int(fig.get_figwidth() * 17))
+    fig.text(0.5, -0.01, "\n".join(textwrap.wrap(provenance(meta), width)), ha="center", va="top",
+             fontsize=7.5, color="0.35")
 
 
 def show_or_save(fig, path, meta: dict, title: str, *, owned: bool = True):

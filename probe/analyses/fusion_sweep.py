@@ -87,7 +87,7 @@ def plot(rec: dict, path: Path | None = None):
     ks, langs = s["ks"], s["langs"]
     L = rep["model"]["n_layers"]
     metric = s["metric"]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11.5, 0.9 + max(2.6, 0.55 * len(langs) + 1.6)),
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 0.9 + max(2.6, 0.55 * len(langs) + 1.6)),
                                  gridspec_kw={"width_ratios": [1.25, 1]})
     G = np.array([[np.nan if v is None else 100 * v for v in s["dlfa_gain"][l]] for l in langs])
     lim = max(0.5, float(np.nanmax(np.abs(G)))) if np.isfinite(G).any() else 1
@@ -97,13 +97,13 @@ def plot(rec: dict, path: Path | None = None):
                        for v, k in zip(row, ks)] for row, l in zip(G, langs)])
     ref = s["reference"]
     sns.heatmap(G, ax=a1, cmap="vlag", center=0, vmin=-lim, vmax=lim, annot=annot, fmt="",
-                annot_kws={"fontsize": 7}, xticklabels=ks,
+                annot_kws={"fontsize": 6.5}, xticklabels=ks,
                 yticklabels=[f"{l} ({rep['target_split'][l]}; majority {ref[l]['majority']:.2f}, "
                              f"chance {ref[l]['chance']:.2f})" for l in langs],
-                cbar_kws={"label": f"DLFA gain over last layer ({metric}, points)"})
+                cbar_kws={"label": f"gain ({metric}, points)"})
     a1.set(xlabel=f"fused layer k (0 = embeddings; fused with L = {L})", ylabel="target language",
-           title=f"DLFA(L + k) − last layer, mean over {s['n_seeds']} seed(s)\n(* 95% interval over "
-                 f"seeds and sentences above 0; ~ DLFA at chance)"
+           title=f"DLFA(L + k) − last layer, mean of {s['n_seeds']} seed(s)\n* interval (seeds and "
+                 f"sentences) above 0; ~ at chance"
                  + ("" if s["n_seeds"] > 1 else "\none seed: no intervals, nothing starred"))
     cols = palette(3)
     for m, c, label in (("dlfa", cols[0], "DLFA (L + k)"), ("layer", cols[1], "layer k only"),
@@ -111,17 +111,22 @@ def plot(rec: dict, path: Path | None = None):
         rows = s["gains"].get(m)
         if not rows:
             continue
-        M = np.array([[100 * rows[l][k]["gain"] if k in rows.get(l, {}) else np.nan for k in ks] for l in langs])
-        mu = np.nanmean(M, 0)
-        a2.plot(ks, mu, marker="o", ms=3, color=c, label=f"{label}, mean of {len(langs)}",
-                ls="-" if np.isfinite(mu).sum() > 1 else "none")
-        a2.fill_between(ks, np.nanmin(M, 0), np.nanmax(M, 0), color=c, alpha=0.15, lw=0)
+        # keys are ints in memory and strings once the record went through JSON
+        rows = {l: {int(k): v for k, v in rows.get(l, {}).items()} for l in langs}
+        # the control runs at a few k only: draw the k every target has, joined
+        run_k = [k for k in ks if all(k in rows[l] for l in langs)]
+        if not run_k:
+            continue
+        M = np.array([[100 * rows[l][k]["gain"] for k in run_k] for l in langs])
+        a2.plot(run_k, M.mean(0), marker="o", ms=3, color=c, label=f"{label}, mean of {len(langs)}",
+                ls="-" if len(run_k) > 1 else "none")
+        a2.fill_between(run_k, M.min(0), M.max(0), color=c, alpha=0.15, lw=0)
     a2.axhline(0, color="0.3", lw=0.8, label="last layer only")
     a2.set(xlabel=f"layer k (0 = embeddings, L = {L})", ylabel=f"gain over last layer ({metric}, points)",
            title="Mean gain over targets (band: range over targets)")
     a2.set_xticks(ks)
     a2.legend(fontsize=7)
-    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    fig.tight_layout(rect=(0, 0, 1, 0.9), w_pad=3)
     tr = rep["data"]["train"]
     cap = (f"XTREME {rep['task']}: train en {tr['split']} ({tr['n_sentences']} sent.), targets "
            + ", ".join(f"{l} {rep['data']['targets'][l]['split']}" for l in langs)
