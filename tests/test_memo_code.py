@@ -121,3 +121,19 @@ def test_editing_a_fusion_run_function_invalidates_its_memoised_runs_and_nothing
             assert transfer.run_code("pos") != key
             assert transfer._memo_lookup(job) is None
     assert transfer.run_code("pos") == key and transfer._memo_lookup(job) == stored  # edits undone
+
+
+def test_a_function_moved_into_a_subpackage_keeps_its_code_version():
+    """Relative imports are hashed as seen from a top-level module of the package, so a
+    function moved unchanged from ``probe/x.py`` into ``probe/x/part.py`` (its ``from .cache``
+    now ``from ..cache``) keeps its memoised results; any other edit still changes the key."""
+    from probe.cache import _package_relative
+
+    top = "def f():\n    from .cache import x\n    from . import stats\n    from .transfer.views import v\n"
+    moved = "def f():\n    from ..cache import x\n    from .. import stats\n    from .views import v\n"
+    assert _package_relative(moved, "probe.transfer.runs") == top
+    assert _package_relative(top, "probe.transfer") == top  # a top-level module reads as it is
+    assert _package_relative(moved, "elsewhere.runs") == moved  # not this package: untouched
+    assert _package_relative("    from ...x import y\n", "probe.a.b") == "    from ...x import y\n"  # above it
+    edited = moved.replace("import x", "import x, y")
+    assert _package_relative(edited, "probe.transfer.runs") != top
