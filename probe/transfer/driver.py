@@ -98,9 +98,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import ProbeError
-from .options import add_dtype_option, count_or_all, parse_budget, parse_seeds, precision_text
-from .options import parse_targets as _parse_targets  # shared with probe.finetuning
+from ..errors import ProbeError
+from ..options import add_dtype_option, count_or_all, parse_budget, parse_seeds, precision_text
+from ..options import parse_targets as _parse_targets  # shared with probe.finetuning
 
 _parse_seeds = parse_seeds  # the older name
 
@@ -200,7 +200,7 @@ class CachedView:
     """
 
     def __init__(self, entry, task: str):
-        from .data.xtreme import task_def
+        from ..data.xtreme import task_def
 
         td = task_def(task)
         self.entry = entry
@@ -281,7 +281,7 @@ def sentence_counts(view, pred: np.ndarray, metric: str) -> np.ndarray:
 
 def _metric(totals: np.ndarray, metric: str) -> np.ndarray:
     """Metric from summed counts ``[..., c]`` -> ``[...]`` (:func:`probe.stats.score_from_counts`)."""
-    from .stats import score_from_counts
+    from ..stats import score_from_counts
 
     return score_from_counts(totals, metric)
 
@@ -294,7 +294,7 @@ def _boot_mean(counts: np.ndarray, metric: str, n_boot: int, seed: int = 0,
 
     ``counts: [n_seeds, n_sent, c]``; ``minus``: same layout for the paired baseline.
     """
-    from .stats import bootstrap_replicates
+    from ..stats import bootstrap_replicates
 
     a = np.asarray(counts, dtype=np.float64)
     na, n_sent, c = a.shape
@@ -323,7 +323,7 @@ def _interval(counts: np.ndarray, metric: str, n_boot: int,
               minus: np.ndarray | None = None) -> dict:
     """Seed-and-sentence bootstrap (:func:`probe.stats.seed_sentence_bootstrap`) as a dict:
     ``ci95`` ([lo, hi], or None from one seed), ``n_seeds`` and ``interval_note``."""
-    from .stats import seed_sentence_bootstrap
+    from ..stats import seed_sentence_bootstrap
 
     r = seed_sentence_bootstrap(counts, metric, minus=minus, n_boot=n_boot, seed=0)
     return {"ci95": None if r.lo is None else [r.lo, r.hi], "n_seeds": r.n_seeds,
@@ -346,7 +346,7 @@ def _drop_examples(result: dict, keep: dict[str, np.ndarray], metric: str) -> di
 
 def _reference(td, train_view, target_view, keep: np.ndarray | None) -> dict:
     """Majority-class and chance rate of one target, scored with the task metric."""
-    from .stats import reference_rates
+    from ..stats import reference_rates
 
     labels = np.asarray(target_view.labels, dtype=np.int64)
     offsets = np.asarray(target_view.offsets, dtype=np.int64)
@@ -388,9 +388,9 @@ def _run_key(job: dict) -> dict:
 
 def _train_and_score(job: dict) -> dict:
     """Fit one (method, k, seed) on English, score English dev and every target."""
-    from .cache import CacheEntry
-    from .data.xtreme import task_def
-    from .fusion import FusionClassifier
+    from ..cache import CacheEntry
+    from ..data.xtreme import task_def
+    from ..fusion import FusionClassifier
 
     td = task_def(job["task"])
     train = CachedView(CacheEntry(job["paths"]["train"]), job["task"])
@@ -423,8 +423,8 @@ def run_code(task: str) -> str:
     a run, the fusion module (:class:`probe.fusion.FusionClassifier`), the metrics and the
     task's definition. Editing one of them recomputes the runs; editing anything else in the
     package reuses them."""
-    from .cache import code_version, source_file
-    from .data.xtreme import entity_f1, task_def
+    from ..cache import code_version, source_file
+    from ..data.xtreme import entity_f1, task_def
 
     return code_version(_train_and_score, CachedView, map_labels, sentence_counts, _metric, entity_f1,
                         source_file("fusion"), source_file("stats"), repr(task_def(task)))
@@ -432,7 +432,7 @@ def run_code(task: str) -> str:
 
 def _memo_run(job: dict, code: str | None = None) -> dict:
     """One run, memoised; ``code``: its :func:`run_code` (computed here if not given)."""
-    from .cache import memoized
+    from ..cache import memoized
 
     return memoized("fusion-run", _run_key(job), lambda: _train_and_score(job),
                     code=code or run_code(job["task"]))
@@ -443,7 +443,7 @@ class _Missing(Exception):
 
 
 def _memo_lookup(job: dict, code: str | None = None) -> dict | None:
-    from .cache import memoized
+    from ..cache import memoized
 
     def missing():
         raise _Missing
@@ -462,7 +462,7 @@ def _worker_init() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # torch's first optimizer step and first ops import and initialise a lot lazily (seconds
     # on a busy machine); do it here so it is not booked to the first run's fit time
-    from .fusion import ArrayView, FusionClassifier
+    from ..fusion import ArrayView, FusionClassifier
 
     rng = np.random.default_rng(0)
     view = ArrayView(rng.standard_normal((2, 12, 8)).astype(np.float32), [0, 4, 8, 12],
@@ -594,7 +594,7 @@ def _model_layers(spec) -> int | None:
 
 def target_split_of(task: str, lang: str) -> str:
     """``test`` when the language has a test file, else (not for English) ``dev``."""
-    from .data.xtreme import task_def, task_file, xtreme_root
+    from ..data.xtreme import task_def, task_file, xtreme_root
 
     td = task_def(task)
     root = xtreme_root()
@@ -623,7 +623,7 @@ def _cpu_seconds() -> float:
 
 
 def _entry_info(entry, corpus, role: str) -> dict:
-    from .layerwise import entry_record
+    from ..layerwise import entry_record
 
     rec = entry_record(entry)
     rec["role"] = role
@@ -680,19 +680,19 @@ def fuse(task: str, langs: Sequence[str] | str, model="e5-small-q4", layers="all
     Returns a :class:`FusionResult`; ``result.report`` holds every number with the model,
     data files and sha256, seeds, versions and timings that produced it.
     """
-    from .cache import human_bytes, open_entry
-    from .data import get_corpus
-    from .data.xtreme import corpus_name, subsample_split, task_def
-    from .encoders import resolve_encoder
-    from .extraction import POOLINGS, cache_key, extract_corpus, precision_record
-    from .fusion import FusionClassifier
-    from .layerwise import versions
+    from ..cache import human_bytes, open_entry
+    from ..data import get_corpus
+    from ..data.xtreme import corpus_name, subsample_split, task_def
+    from ..encoders import resolve_encoder
+    from ..extraction import POOLINGS, cache_key, extract_corpus, precision_record
+    from ..fusion import FusionClassifier
+    from ..layerwise import versions
 
     precision = precision_record(device, dtype)  # a bad dtype or device: one error, before any work
     t_start = time.time()
     cpu_start = _cpu_seconds()
     log = log or (_log_default if progress else (lambda msg: None))
-    from .tasks import task_name
+    from ..tasks import task_name
 
     task = task_name(task)  # "upos" is accepted for "pos" (one vocabulary with probe.layers)
     td = task_def(task)
@@ -745,7 +745,7 @@ def fuse(task: str, langs: Sequence[str] | str, model="e5-small-q4", layers="all
                for lang in targets]
     log(f"fuse {task}: loading data ({', '.join(f'{lang} {s}' for _, lang, s in wanted)})")
     corpora = {role: cdef.load(lang, split, progress=progress) for role, lang, split in wanted}
-    from .data.xtreme import source_overlap
+    from ..data.xtreme import source_overlap
 
     # target pairs that are (translations of) English training/selection pairs: dropped
     overlap = {lang: source_overlap(corpora[f"target:{lang}"]) for lang in targets}
@@ -926,7 +926,7 @@ def _stats(values: np.ndarray) -> dict:
 
 def _build_report(*, task, td, spec, L, hidden, ks, seeds, methods, concat, targets,
                   target_split, runs, n_boot, n_sent_target, reference) -> dict:
-    from .stats import at_chance
+    from ..stats import at_chance
 
     metric = td.metric
     counts_cache: dict = {}
@@ -1092,7 +1092,7 @@ _LABEL = {"last": "last layer only", "layer": "layer k only", "scalarmix": "ELMo
           "dlfa-fixed@best_k": "control at best k", "dlfa@best_k": "DLFA at best k (oracle)"}
 
 
-from .results import ResultDisplay, SavedFiles, closed, report_file  # noqa: E402 - used by FusionResult
+from ..results import ResultDisplay, SavedFiles, closed, report_file  # noqa: E402 - used by FusionResult
 
 
 @dataclass(repr=False)
@@ -1233,7 +1233,7 @@ class FusionResult(ResultDisplay):
     def plot_gain(self, path: Path | None = None, *, ax=None):
         """Gain of DLFA over the last layer vs the fused layer k, one line per language;
         returns the Figure (``ax``: two Axes; ``path``: also save it there)."""
-        from .plotting import palette, show_or_save, subplots
+        from ..plotting import palette, show_or_save, subplots
 
         r = self.report
         ks = r["ks"]
@@ -1286,7 +1286,7 @@ class FusionResult(ResultDisplay):
     def plot_baselines(self, path: Path | None = None, *, ax=None):
         """Best fusion vs each baseline, per language, with 95% bootstrap error bars; returns
         the Figure (``ax``: one Axes; ``path``: also save it there)."""
-        from .plotting import palette, show_or_save, subplots
+        from ..plotting import palette, show_or_save, subplots
 
         r = self.report
         order = [m for m in ("last", "layer", "scalarmix", "concat", "dlfa-fixed", "dlfa",
@@ -1344,7 +1344,7 @@ class FusionResult(ResultDisplay):
         (.png + .pdf). As a path the returned list is ``out_dir``: ``FusionResult.load(res.save(d))``."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        from .files import atomic_write_json
+        from ..files import atomic_write_json
 
         path = out_dir / "fusion.json"
         atomic_write_json(path, self.report)
@@ -1449,7 +1449,7 @@ def summary_highlight(table: dict) -> dict:
     (:func:`probe.stats.best_above_chance`); None when every method is at chance or the
     task's file predates reference rates (``at_chance`` None counts as at chance).
     """
-    from .stats import best_above_chance
+    from ..stats import best_above_chance
 
     out = {}
     for t in table["tasks"]:
@@ -1474,7 +1474,7 @@ def summary_figure(paths, out: Path) -> list[Path]:
     """
     import matplotlib.pyplot as plt
 
-    from .plotting import finish, setup_style
+    from ..plotting import finish, setup_style
 
     setup_style()
     s = summary_table(paths)
