@@ -157,10 +157,10 @@ def _train_and_score(job: dict) -> dict:
 
 def run_code(task: str) -> str:
     """The code a fusion run's numbers depend on, as a :func:`probe.cache.code_version`
-    digest (part of the key of its memoised result): the functions here that train and score
-    a run, the fusion module (:class:`probe.fusion.FusionClassifier`), the metrics and the
-    task's definition. Editing one of them recomputes the runs; editing anything else in the
-    package reuses them."""
+    digest (part of the key of its memoised result): the functions that train and score a run
+    (here and in ``views.py``, looked up in their modules), the fusion module
+    (:class:`probe.fusion.FusionClassifier`), the metrics and the task's definition. Editing
+    one of them recomputes the runs; editing anything else in the package reuses them."""
     from ..cache import code_version, source_file
     from ..data.xtreme import entity_f1, task_def
 
