@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -608,9 +609,35 @@ def code_version(*code) -> str:
         elif isinstance(obj, types.ModuleType):
             text = Path(obj.__file__).read_text()
         else:
-            text = inspect.getsource(obj)
+            text = _package_relative(inspect.getsource(obj), getattr(obj, "__module__", None))
         h.update(b"\0" + text.encode())
     return h.hexdigest()[:20]
+
+
+_RELATIVE_IMPORT = re.compile(r"^(\s*from )(\.+)([\w.]*)( import )", re.MULTILINE)
+
+
+def _package_relative(source: str, module: str | None) -> str:
+    """``source`` with each relative import written as seen from a top-level module of the
+    package (``from ..cache import`` in ``probe.transfer.runs`` reads ``from .cache import``),
+    so moving a function unchanged into a subpackage keeps its :func:`code_version`: the
+    dots depend on where the file lies, not on what the code computes. Outside the
+    package, or where an import climbs above it, the source is left as it is."""
+    if not module or not module.startswith(__package__ + "."):
+        return source
+    import sys
+
+    parts = module.split(".")
+    package = parts if hasattr(sys.modules.get(module), "__path__") else parts[:-1]
+
+    def canonical(m: re.Match) -> str:
+        up = len(m.group(2)) - 1
+        if up >= len(package):
+            return m.group(0)
+        target = package[: len(package) - up] + ([m.group(3)] if m.group(3) else [])
+        return m.group(1) + "." + ".".join(target[1:]) + m.group(4)
+
+    return _RELATIVE_IMPORT.sub(canonical, source)
 
 
 def source_file(module: str) -> Path:

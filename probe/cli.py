@@ -275,9 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--quiet", action="store_true", help="no progress bars")
 
     # Sub-commands defined next to the API they wrap.
-    from . import compare, figures, finetuning, plan, transfer
+    from . import compare, figures, finetuning, plan
+    from .transfer import cli as fuse_cli
 
-    for module in (transfer, finetuning, compare, figures, plan):
+    for module in (fuse_cli, finetuning, compare, figures, plan):
         before = set(sub.choices)
         module.add_parser(sub)
         for name in set(sub.choices) - before:

@@ -35,14 +35,13 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Language:
-    """One language and where our corpora have it.
+    """One language: its codes, English name, lineage and script (metadata only).
 
     ``family``/``genus``: e.g. ``"Indo-European"``/``"Germanic"`` (:attr:`lineage` joins them).
-    ``pud``: the UD PUD treebank folder (``"UD_German-PUD"``) or None.
-    ``ud``: the larger UD treebank folder with dev/test splits (``"UD_German-GSD"``) or None;
-    :attr:`ud_files` names its files.
-    ``tatoeba``: the 3-letter code in Tatoeba v1 file names (``tatoeba.deu-eng.deu``) or None.
     ``aliases``: further codes and names that resolve to this language.
+    Which corpora have a language, and under which folder or file name, is each corpus's own
+    business (:mod:`probe.data`: :func:`probe.data.languages_with`, ``PUD_TREEBANKS``,
+    ``UD_TREEBANKS``, ``TATOEBA_CODES``).
     """
 
     iso1: str | None
@@ -51,9 +50,6 @@ class Language:
     family: str
     genus: str
     script: str
-    pud: str | None = None
-    ud: str | None = None
-    tatoeba: str | None = None
     aliases: tuple[str, ...] = ()
 
     @property
@@ -66,22 +62,6 @@ class Language:
         """``"family/genus"``, e.g. ``"Indo-European/Germanic"``."""
         return f"{self.family}/{self.genus}"
 
-    @property
-    def ud_files(self) -> dict[str, tuple[str, str]]:
-        """``{split: (treebank folder, file name)}`` for the larger UD treebank (dev, test)."""
-        if self.ud is None:
-            return {}
-        treebank = self.ud.rsplit("-", 1)[1].lower()
-        prefix = self.code
-        return {split: (self.ud, f"{prefix}_{treebank}-ud-{split}.conllu") for split in ("dev", "test")}
-
-    @property
-    def pud_file(self) -> tuple[str, str] | None:
-        """``(treebank folder, file name)`` of the PUD test file, or None."""
-        if self.pud is None:
-            return None
-        return (self.pud, f"{self.code}_pud-ud-test.conllu")
-
     def __str__(self) -> str:
         return f"{self.name} ({self.code})"
 
@@ -91,123 +71,122 @@ AA = "Afro-Asiatic"
 AN = "Austronesian"
 CON = "Constructed"
 
-# iso1, iso3, name, family, genus, script, pud, ud, tatoeba, aliases
+# iso1, iso3, name, family, genus, script, aliases
 _TABLE: list[tuple] = [
-    ("af", "afr", "Afrikaans", IE, "Germanic", "Latin", None, None, "afr", ()),
-    ("am", "amh", "Amharic", AA, "Semitic", "Ethiopic", None, None, "amh", ()),
-    (None, "ang", "Old English", IE, "Germanic", "Latin", None, None, "ang", ("Anglo-Saxon",)),
-    ("ar", "ara", "Arabic", AA, "Semitic", "Arabic", "UD_Arabic-PUD", None, "ara", ()),
-    (None, "arq", "Algerian Arabic", AA, "Semitic", "Arabic", None, None, "arq", ()),
-    (None, "arz", "Egyptian Arabic", AA, "Semitic", "Arabic", None, None, "arz", ()),
-    (None, "ast", "Asturian", IE, "Romance", "Latin", None, None, "ast", ()),
-    (None, "awa", "Awadhi", IE, "Indo-Aryan", "Devanagari", None, None, "awa", ()),
-    ("az", "aze", "Azerbaijani", "Turkic", "Oghuz", "Latin", None, None, "aze", ("Azeri",)),
-    ("be", "bel", "Belarusian", IE, "Slavic", "Cyrillic", None, None, "bel", ()),
-    ("bn", "ben", "Bengali", IE, "Indo-Aryan", "Bengali", None, None, "ben", ("Bangla",)),
-    (None, "ber", "Berber", AA, "Berber", "Latin", None, None, "ber", ("Tamazight",)),
-    ("bs", "bos", "Bosnian", IE, "Slavic", "Latin", None, None, "bos", ()),
-    ("br", "bre", "Breton", IE, "Celtic", "Latin", None, None, "bre", ()),
-    ("bg", "bul", "Bulgarian", IE, "Slavic", "Cyrillic", None, None, "bul", ()),
-    ("ca", "cat", "Catalan", IE, "Romance", "Latin", None, None, "cat", ()),
-    (None, "cbk", "Chavacano", "Creole", "Spanish-based", "Latin", None, None, "cbk", ("Zamboanga Chavacano",)),
-    (None, "ceb", "Cebuano", AN, "Philippine", "Latin", None, None, "ceb", ()),
-    ("cs", "ces", "Czech", IE, "Slavic", "Latin", "UD_Czech-PUD", None, "ces", ("cze",)),
-    ("ch", "cha", "Chamorro", AN, "Chamorro", "Latin", None, None, "cha", ()),
-    ("zh", "cmn", "Chinese", "Sino-Tibetan", "Sinitic", "Han", "UD_Chinese-PUD", "UD_Chinese-GSD", "cmn",
-     ("zho", "chi", "Mandarin", "Mandarin Chinese")),
-    ("kw", "cor", "Cornish", IE, "Celtic", "Latin", None, None, "cor", ()),
-    (None, "csb", "Kashubian", IE, "Slavic", "Latin", None, None, "csb", ()),
-    ("cy", "cym", "Welsh", IE, "Celtic", "Latin", None, None, "cym", ("wel",)),
-    ("da", "dan", "Danish", IE, "Germanic", "Latin", None, None, "dan", ()),
-    ("de", "deu", "German", IE, "Germanic", "Latin", "UD_German-PUD", "UD_German-GSD", "deu", ("ger",)),
-    (None, "dsb", "Lower Sorbian", IE, "Slavic", "Latin", None, None, "dsb", ()),
-    (None, "dtp", "Central Dusun", AN, "North Borneo", "Latin", None, None, "dtp", ("Kadazan Dusun",)),
-    ("el", "ell", "Greek", IE, "Hellenic", "Greek", None, None, "ell", ("gre", "Modern Greek")),
-    ("en", "eng", "English", IE, "Germanic", "Latin", "UD_English-PUD", "UD_English-EWT", None, ()),
-    ("eo", "epo", "Esperanto", CON, "International auxiliary", "Latin", None, None, "epo", ()),
-    ("et", "est", "Estonian", "Uralic", "Finnic", "Latin", None, None, "est", ("ekk",)),
-    ("eu", "eus", "Basque", "Isolate", "Basque", "Latin", None, None, "eus", ("baq",)),
-    ("fo", "fao", "Faroese", IE, "Germanic", "Latin", None, None, "fao", ()),
-    ("fi", "fin", "Finnish", "Uralic", "Finnic", "Latin", "UD_Finnish-PUD", None, "fin", ()),
-    ("fr", "fra", "French", IE, "Romance", "Latin", "UD_French-PUD", "UD_French-GSD", "fra", ("fre",)),
-    ("fy", "fry", "Western Frisian", IE, "Germanic", "Latin", None, None, "fry", ("Frisian",)),
-    ("gd", "gla", "Scottish Gaelic", IE, "Celtic", "Latin", None, None, "gla", ("Gaelic",)),
-    ("ga", "gle", "Irish", IE, "Celtic", "Latin", None, None, "gle", ()),
-    ("gl", "glg", "Galician", IE, "Romance", "Latin", "UD_Galician-PUD", None, "glg", ()),
-    (None, "gsw", "Swiss German", IE, "Germanic", "Latin", None, None, "gsw", ("Alemannic",)),
-    ("he", "heb", "Hebrew", AA, "Semitic", "Hebrew", None, None, "heb", ()),
-    ("hi", "hin", "Hindi", IE, "Indo-Aryan", "Devanagari", "UD_Hindi-PUD", None, "hin", ()),
-    ("hr", "hrv", "Croatian", IE, "Slavic", "Latin", None, None, "hrv", ()),
-    (None, "hsb", "Upper Sorbian", IE, "Slavic", "Latin", None, None, "hsb", ()),
-    ("hu", "hun", "Hungarian", "Uralic", "Ugric", "Latin", None, None, "hun", ()),
-    ("hy", "hye", "Armenian", IE, "Armenian", "Armenian", None, None, "hye", ("arm",)),
-    ("io", "ido", "Ido", CON, "International auxiliary", "Latin", None, None, "ido", ()),
-    ("ie", "ile", "Interlingue", CON, "International auxiliary", "Latin", None, None, "ile", ("Occidental",)),
-    ("ia", "ina", "Interlingua", CON, "International auxiliary", "Latin", None, None, "ina", ()),
-    ("id", "ind", "Indonesian", AN, "Malayic", "Latin", "UD_Indonesian-PUD", None, "ind", ()),
-    ("is", "isl", "Icelandic", IE, "Germanic", "Latin", "UD_Icelandic-PUD", None, "isl", ("ice",)),
-    ("it", "ita", "Italian", IE, "Romance", "Latin", "UD_Italian-PUD", None, "ita", ()),
-    ("jv", "jav", "Javanese", AN, "Javanese", "Latin", None, None, "jav", ()),
-    ("ja", "jpn", "Japanese", "Japonic", "Japanese", "Japanese", "UD_Japanese-PUD", None, "jpn", ()),
-    (None, "kab", "Kabyle", AA, "Berber", "Latin", None, None, "kab", ()),
-    ("ka", "kat", "Georgian", "Kartvelian", "Karto-Zan", "Georgian", None, None, "kat", ("geo",)),
-    ("kk", "kaz", "Kazakh", "Turkic", "Kipchak", "Cyrillic", None, None, "kaz", ()),
-    ("km", "khm", "Khmer", "Austroasiatic", "Khmer", "Khmer", None, None, "khm", ("Cambodian",)),
-    ("ko", "kor", "Korean", "Koreanic", "Korean", "Hangul", "UD_Korean-PUD", None, "kor", ()),
-    ("ku", "kur", "Kurdish", IE, "Iranian", "Latin", None, None, "kur", ("Kurmanji",)),
-    (None, "kzj", "Coastal Kadazan", AN, "North Borneo", "Latin", None, None, "kzj", ()),
-    ("la", "lat", "Latin", IE, "Italic", "Latin", None, None, "lat", ()),
-    (None, "lfn", "Lingua Franca Nova", CON, "International auxiliary", "Latin", None, None, "lfn", ("Elefen",)),
-    ("lt", "lit", "Lithuanian", IE, "Baltic", "Latin", None, None, "lit", ()),
-    ("lv", "lvs", "Latvian", IE, "Baltic", "Latin", None, None, "lvs", ("lav", "Standard Latvian")),
-    ("ml", "mal", "Malayalam", "Dravidian", "Southern Dravidian", "Malayalam", None, None, "mal", ()),
-    ("mr", "mar", "Marathi", IE, "Indo-Aryan", "Devanagari", None, None, "mar", ()),
-    (None, "max", "North Moluccan Malay", AN, "Malayic", "Latin", None, None, "max", ("Ternate Malay",)),
-    (None, "mhr", "Eastern Mari", "Uralic", "Mari", "Cyrillic", None, None, "mhr", ("Meadow Mari", "Mari")),
-    ("mk", "mkd", "Macedonian", IE, "Slavic", "Cyrillic", None, None, "mkd", ("mac",)),
-    ("mn", "mon", "Mongolian", "Mongolic", "Mongolian", "Cyrillic", None, None, "mon", ()),
-    (None, "nds", "Low German", IE, "Germanic", "Latin", None, None, "nds", ("Low Saxon", "Plattdeutsch")),
-    ("nl", "nld", "Dutch", IE, "Germanic", "Latin", None, None, "nld", ("dut", "Flemish")),
-    ("nn", "nno", "Norwegian Nynorsk", IE, "Germanic", "Latin", None, None, "nno", ("Nynorsk",)),
-    ("nb", "nob", "Norwegian Bokmål", IE, "Germanic", "Latin", None, None, "nob",
+    ("af", "afr", "Afrikaans", IE, "Germanic", "Latin", ()),
+    ("am", "amh", "Amharic", AA, "Semitic", "Ethiopic", ()),
+    (None, "ang", "Old English", IE, "Germanic", "Latin", ("Anglo-Saxon",)),
+    ("ar", "ara", "Arabic", AA, "Semitic", "Arabic", ()),
+    (None, "arq", "Algerian Arabic", AA, "Semitic", "Arabic", ()),
+    (None, "arz", "Egyptian Arabic", AA, "Semitic", "Arabic", ()),
+    (None, "ast", "Asturian", IE, "Romance", "Latin", ()),
+    (None, "awa", "Awadhi", IE, "Indo-Aryan", "Devanagari", ()),
+    ("az", "aze", "Azerbaijani", "Turkic", "Oghuz", "Latin", ("Azeri",)),
+    ("be", "bel", "Belarusian", IE, "Slavic", "Cyrillic", ()),
+    ("bn", "ben", "Bengali", IE, "Indo-Aryan", "Bengali", ("Bangla",)),
+    (None, "ber", "Berber", AA, "Berber", "Latin", ("Tamazight",)),
+    ("bs", "bos", "Bosnian", IE, "Slavic", "Latin", ()),
+    ("br", "bre", "Breton", IE, "Celtic", "Latin", ()),
+    ("bg", "bul", "Bulgarian", IE, "Slavic", "Cyrillic", ()),
+    ("ca", "cat", "Catalan", IE, "Romance", "Latin", ()),
+    (None, "cbk", "Chavacano", "Creole", "Spanish-based", "Latin", ("Zamboanga Chavacano",)),
+    (None, "ceb", "Cebuano", AN, "Philippine", "Latin", ()),
+    ("cs", "ces", "Czech", IE, "Slavic", "Latin", ("cze",)),
+    ("ch", "cha", "Chamorro", AN, "Chamorro", "Latin", ()),
+    ("zh", "cmn", "Chinese", "Sino-Tibetan", "Sinitic", "Han", ("zho", "chi", "Mandarin", "Mandarin Chinese")),
+    ("kw", "cor", "Cornish", IE, "Celtic", "Latin", ()),
+    (None, "csb", "Kashubian", IE, "Slavic", "Latin", ()),
+    ("cy", "cym", "Welsh", IE, "Celtic", "Latin", ("wel",)),
+    ("da", "dan", "Danish", IE, "Germanic", "Latin", ()),
+    ("de", "deu", "German", IE, "Germanic", "Latin", ("ger",)),
+    (None, "dsb", "Lower Sorbian", IE, "Slavic", "Latin", ()),
+    (None, "dtp", "Central Dusun", AN, "North Borneo", "Latin", ("Kadazan Dusun",)),
+    ("el", "ell", "Greek", IE, "Hellenic", "Greek", ("gre", "Modern Greek")),
+    ("en", "eng", "English", IE, "Germanic", "Latin", ()),
+    ("eo", "epo", "Esperanto", CON, "International auxiliary", "Latin", ()),
+    ("et", "est", "Estonian", "Uralic", "Finnic", "Latin", ("ekk",)),
+    ("eu", "eus", "Basque", "Isolate", "Basque", "Latin", ("baq",)),
+    ("fo", "fao", "Faroese", IE, "Germanic", "Latin", ()),
+    ("fi", "fin", "Finnish", "Uralic", "Finnic", "Latin", ()),
+    ("fr", "fra", "French", IE, "Romance", "Latin", ("fre",)),
+    ("fy", "fry", "Western Frisian", IE, "Germanic", "Latin", ("Frisian",)),
+    ("gd", "gla", "Scottish Gaelic", IE, "Celtic", "Latin", ("Gaelic",)),
+    ("ga", "gle", "Irish", IE, "Celtic", "Latin", ()),
+    ("gl", "glg", "Galician", IE, "Romance", "Latin", ()),
+    (None, "gsw", "Swiss German", IE, "Germanic", "Latin", ("Alemannic",)),
+    ("he", "heb", "Hebrew", AA, "Semitic", "Hebrew", ()),
+    ("hi", "hin", "Hindi", IE, "Indo-Aryan", "Devanagari", ()),
+    ("hr", "hrv", "Croatian", IE, "Slavic", "Latin", ()),
+    (None, "hsb", "Upper Sorbian", IE, "Slavic", "Latin", ()),
+    ("hu", "hun", "Hungarian", "Uralic", "Ugric", "Latin", ()),
+    ("hy", "hye", "Armenian", IE, "Armenian", "Armenian", ("arm",)),
+    ("io", "ido", "Ido", CON, "International auxiliary", "Latin", ()),
+    ("ie", "ile", "Interlingue", CON, "International auxiliary", "Latin", ("Occidental",)),
+    ("ia", "ina", "Interlingua", CON, "International auxiliary", "Latin", ()),
+    ("id", "ind", "Indonesian", AN, "Malayic", "Latin", ()),
+    ("is", "isl", "Icelandic", IE, "Germanic", "Latin", ("ice",)),
+    ("it", "ita", "Italian", IE, "Romance", "Latin", ()),
+    ("jv", "jav", "Javanese", AN, "Javanese", "Latin", ()),
+    ("ja", "jpn", "Japanese", "Japonic", "Japanese", "Japanese", ()),
+    (None, "kab", "Kabyle", AA, "Berber", "Latin", ()),
+    ("ka", "kat", "Georgian", "Kartvelian", "Karto-Zan", "Georgian", ("geo",)),
+    ("kk", "kaz", "Kazakh", "Turkic", "Kipchak", "Cyrillic", ()),
+    ("km", "khm", "Khmer", "Austroasiatic", "Khmer", "Khmer", ("Cambodian",)),
+    ("ko", "kor", "Korean", "Koreanic", "Korean", "Hangul", ()),
+    ("ku", "kur", "Kurdish", IE, "Iranian", "Latin", ("Kurmanji",)),
+    (None, "kzj", "Coastal Kadazan", AN, "North Borneo", "Latin", ()),
+    ("la", "lat", "Latin", IE, "Italic", "Latin", ()),
+    (None, "lfn", "Lingua Franca Nova", CON, "International auxiliary", "Latin", ("Elefen",)),
+    ("lt", "lit", "Lithuanian", IE, "Baltic", "Latin", ()),
+    ("lv", "lvs", "Latvian", IE, "Baltic", "Latin", ("lav", "Standard Latvian")),
+    ("ml", "mal", "Malayalam", "Dravidian", "Southern Dravidian", "Malayalam", ()),
+    ("mr", "mar", "Marathi", IE, "Indo-Aryan", "Devanagari", ()),
+    (None, "max", "North Moluccan Malay", AN, "Malayic", "Latin", ("Ternate Malay",)),
+    (None, "mhr", "Eastern Mari", "Uralic", "Mari", "Cyrillic", ("Meadow Mari", "Mari")),
+    ("mk", "mkd", "Macedonian", IE, "Slavic", "Cyrillic", ("mac",)),
+    ("mn", "mon", "Mongolian", "Mongolic", "Mongolian", "Cyrillic", ()),
+    (None, "nds", "Low German", IE, "Germanic", "Latin", ("Low Saxon", "Plattdeutsch")),
+    ("nl", "nld", "Dutch", IE, "Germanic", "Latin", ("dut", "Flemish")),
+    ("nn", "nno", "Norwegian Nynorsk", IE, "Germanic", "Latin", ("Nynorsk",)),
+    ("nb", "nob", "Norwegian Bokmål", IE, "Germanic", "Latin",
      ("no", "nor", "Norwegian", "Bokmål", "Bokmal", "Norwegian Bokmal")),
-    (None, "nov", "Novial", CON, "International auxiliary", "Latin", None, None, "nov", ()),
-    ("oc", "oci", "Occitan", IE, "Romance", "Latin", None, None, "oci", ()),
-    (None, "orv", "Old East Slavic", IE, "Slavic", "Cyrillic", None, None, "orv", ("Old Russian",)),
-    (None, "pam", "Kapampangan", AN, "Philippine", "Latin", None, None, "pam", ("Pampanga", "Pampangan")),
-    ("fa", "pes", "Persian", IE, "Iranian", "Arabic", None, None, "pes", ("fas", "per", "Farsi", "Iranian Persian")),
-    (None, "pms", "Piedmontese", IE, "Romance", "Latin", None, None, "pms", ()),
-    ("pl", "pol", "Polish", IE, "Slavic", "Latin", "UD_Polish-PUD", None, "pol", ()),
-    ("pt", "por", "Portuguese", IE, "Romance", "Latin", "UD_Portuguese-PUD", None, "por", ()),
-    ("ro", "ron", "Romanian", IE, "Romance", "Latin", None, None, "ron", ("rum", "Moldavian")),
-    ("ru", "rus", "Russian", IE, "Slavic", "Cyrillic", "UD_Russian-PUD", None, "rus", ()),
-    ("sk", "slk", "Slovak", IE, "Slavic", "Latin", None, None, "slk", ("slo",)),
-    ("sl", "slv", "Slovenian", IE, "Slavic", "Latin", None, None, "slv", ("Slovene",)),
-    ("es", "spa", "Spanish", IE, "Romance", "Latin", "UD_Spanish-PUD", None, "spa", ("Castilian",)),
-    ("sq", "sqi", "Albanian", IE, "Albanian", "Latin", None, None, "sqi", ("alb",)),
-    ("sr", "srp", "Serbian", IE, "Slavic", "Latin", None, None, "srp", ()),
-    ("sv", "swe", "Swedish", IE, "Germanic", "Latin", "UD_Swedish-PUD", None, "swe", ()),
-    (None, "swg", "Swabian", IE, "Germanic", "Latin", None, None, "swg", ()),
-    ("sw", "swh", "Swahili", "Niger-Congo", "Bantu", "Latin", None, None, "swh", ("swa", "Kiswahili")),
-    ("ta", "tam", "Tamil", "Dravidian", "Southern Dravidian", "Tamil", None, None, "tam", ()),
-    ("tt", "tat", "Tatar", "Turkic", "Kipchak", "Cyrillic", None, None, "tat", ()),
-    ("te", "tel", "Telugu", "Dravidian", "South-Central Dravidian", "Telugu", None, None, "tel", ()),
-    ("tl", "tgl", "Tagalog", AN, "Philippine", "Latin", None, None, "tgl", ("Filipino",)),
-    ("th", "tha", "Thai", "Kra-Dai", "Tai", "Thai", "UD_Thai-PUD", None, "tha", ()),
-    ("tk", "tuk", "Turkmen", "Turkic", "Oghuz", "Latin", None, None, "tuk", ()),
-    ("tr", "tur", "Turkish", "Turkic", "Oghuz", "Latin", "UD_Turkish-PUD", None, "tur", ()),
-    (None, "tzl", "Talossan", CON, "Artistic", "Latin", None, None, "tzl", ()),
-    ("ug", "uig", "Uyghur", "Turkic", "Karluk", "Arabic", None, None, "uig", ("Uighur",)),
-    ("uk", "ukr", "Ukrainian", IE, "Slavic", "Cyrillic", None, None, "ukr", ()),
-    ("ur", "urd", "Urdu", IE, "Indo-Aryan", "Arabic", None, None, "urd", ()),
-    ("uz", "uzb", "Uzbek", "Turkic", "Karluk", "Latin", None, None, "uzb", ()),
-    ("vi", "vie", "Vietnamese", "Austroasiatic", "Vietic", "Latin", None, None, "vie", ()),
-    (None, "war", "Waray", AN, "Philippine", "Latin", None, None, "war", ("Waray-Waray",)),
-    (None, "wuu", "Wu Chinese", "Sino-Tibetan", "Sinitic", "Han", None, None, "wuu", ("Wu", "Shanghainese")),
-    ("xh", "xho", "Xhosa", "Niger-Congo", "Bantu", "Latin", None, None, "xho", ("isiXhosa",)),
-    ("yi", "yid", "Yiddish", IE, "Germanic", "Hebrew", None, None, "yid", ()),
-    (None, "yue", "Cantonese", "Sino-Tibetan", "Sinitic", "Han", None, None, "yue", ("Yue Chinese",)),
-    ("ms", "zsm", "Malay", AN, "Malayic", "Latin", None, None, "zsm", ("msa", "may", "Standard Malay")),
+    (None, "nov", "Novial", CON, "International auxiliary", "Latin", ()),
+    ("oc", "oci", "Occitan", IE, "Romance", "Latin", ()),
+    (None, "orv", "Old East Slavic", IE, "Slavic", "Cyrillic", ("Old Russian",)),
+    (None, "pam", "Kapampangan", AN, "Philippine", "Latin", ("Pampanga", "Pampangan")),
+    ("fa", "pes", "Persian", IE, "Iranian", "Arabic", ("fas", "per", "Farsi", "Iranian Persian")),
+    (None, "pms", "Piedmontese", IE, "Romance", "Latin", ()),
+    ("pl", "pol", "Polish", IE, "Slavic", "Latin", ()),
+    ("pt", "por", "Portuguese", IE, "Romance", "Latin", ()),
+    ("ro", "ron", "Romanian", IE, "Romance", "Latin", ("rum", "Moldavian")),
+    ("ru", "rus", "Russian", IE, "Slavic", "Cyrillic", ()),
+    ("sk", "slk", "Slovak", IE, "Slavic", "Latin", ("slo",)),
+    ("sl", "slv", "Slovenian", IE, "Slavic", "Latin", ("Slovene",)),
+    ("es", "spa", "Spanish", IE, "Romance", "Latin", ("Castilian",)),
+    ("sq", "sqi", "Albanian", IE, "Albanian", "Latin", ("alb",)),
+    ("sr", "srp", "Serbian", IE, "Slavic", "Latin", ()),
+    ("sv", "swe", "Swedish", IE, "Germanic", "Latin", ()),
+    (None, "swg", "Swabian", IE, "Germanic", "Latin", ()),
+    ("sw", "swh", "Swahili", "Niger-Congo", "Bantu", "Latin", ("swa", "Kiswahili")),
+    ("ta", "tam", "Tamil", "Dravidian", "Southern Dravidian", "Tamil", ()),
+    ("tt", "tat", "Tatar", "Turkic", "Kipchak", "Cyrillic", ()),
+    ("te", "tel", "Telugu", "Dravidian", "South-Central Dravidian", "Telugu", ()),
+    ("tl", "tgl", "Tagalog", AN, "Philippine", "Latin", ("Filipino",)),
+    ("th", "tha", "Thai", "Kra-Dai", "Tai", "Thai", ()),
+    ("tk", "tuk", "Turkmen", "Turkic", "Oghuz", "Latin", ()),
+    ("tr", "tur", "Turkish", "Turkic", "Oghuz", "Latin", ()),
+    (None, "tzl", "Talossan", CON, "Artistic", "Latin", ()),
+    ("ug", "uig", "Uyghur", "Turkic", "Karluk", "Arabic", ("Uighur",)),
+    ("uk", "ukr", "Ukrainian", IE, "Slavic", "Cyrillic", ()),
+    ("ur", "urd", "Urdu", IE, "Indo-Aryan", "Arabic", ()),
+    ("uz", "uzb", "Uzbek", "Turkic", "Karluk", "Latin", ()),
+    ("vi", "vie", "Vietnamese", "Austroasiatic", "Vietic", "Latin", ()),
+    (None, "war", "Waray", AN, "Philippine", "Latin", ("Waray-Waray",)),
+    (None, "wuu", "Wu Chinese", "Sino-Tibetan", "Sinitic", "Han", ("Wu", "Shanghainese")),
+    ("xh", "xho", "Xhosa", "Niger-Congo", "Bantu", "Latin", ("isiXhosa",)),
+    ("yi", "yid", "Yiddish", IE, "Germanic", "Hebrew", ()),
+    (None, "yue", "Cantonese", "Sino-Tibetan", "Sinitic", "Han", ("Yue Chinese",)),
+    ("ms", "zsm", "Malay", AN, "Malayic", "Latin", ("msa", "may", "Standard Malay")),
 ]
 
 #: Every registered language, ordered by ISO 639-3 code.

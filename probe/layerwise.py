@@ -1050,7 +1050,7 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
     """
     from .encoders import resolve_encoder
     from .extraction import precision_record
-    from .languages import get_language
+    from .data.tatoeba import tatoeba_code
     from .perturb import parse_perturbations
     from .stats import jackknife_difference
 
@@ -1071,7 +1071,7 @@ def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str]
     sent = SentenceVectors(spec, sentence, device=precision["device"], dtype=dtype, progress=progress)
     wanted = [(train[0], SOURCE_LANG, train[1], pooling)]
     wanted += [("pud", lang, "test", pooling) for lang in [SOURCE_LANG] + targets]
-    tat_langs = [l for l in targets if tatoeba and get_language(l).tatoeba]
+    tat_langs = [l for l in targets if tatoeba and tatoeba_code(l)]
     for lang in tat_langs:
         # Tatoeba has no gold word segmentation (whitespace tokens; a Chinese sentence is one
         # token), so its words are mean-pooled over all their pieces.

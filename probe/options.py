@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -20,7 +21,7 @@ from typing import Callable
 from .errors import ProbeError
 
 __all__ = ["check_args", "check_device", "check_dtype", "check_out_dir", "check_model_dir",
-           "describe_os_error", "add_dtype_option", "precision_text", "DTYPES", "DEFAULT_DTYPE"]
+           "describe_os_error", "add_dtype_option", "log_default", "precision_text", "DTYPES", "DEFAULT_DTYPE"]
 
 
 # --------------------------------------------------------------------------- numbers
@@ -249,6 +250,13 @@ def describe_os_error(exc: OSError) -> str:
 
 
 # ----------------------------------------------------------------------------- shared parsers
+def log_default(msg: str) -> None:
+    """Where the run functions (:func:`probe.fuse`, :func:`probe.finetune`) send their stage
+    messages when ``log`` is not given and ``progress`` is on: one line on stderr, flushed at
+    once so that it shows up between progress bars."""
+    print(msg, file=sys.stderr, flush=True)
+
+
 def parse_seeds(seeds) -> list[int]:
     """A count ``n`` (or ``"n"``) -> seeds 0..n-1; a list (or ``"0,2,5"``) -> those seeds,
     sorted and without duplicates. What ``seeds=`` means in every driver."""

@@ -232,10 +232,10 @@ def _wanted(command: str, targets: list[str], *, corpus, split, pooling, train, 
     wanted = [(train[0], SOURCE_LANG, train[1], pooling)]
     wanted += [("pud", lang, "test", pooling) for lang in [SOURCE_LANG] + targets]
     if tatoeba:
-        from .languages import get_language
+        from .data.tatoeba import tatoeba_code
 
         for lang in targets:
-            if get_language(lang).tatoeba:
+            if tatoeba_code(lang):
                 wanted += [("tatoeba", lang, "xx", "mean"), ("tatoeba", lang, "eng", "mean")]
     if command == "compare" and fusion:
         wanted += _fusion_wanted(targets)

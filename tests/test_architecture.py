@@ -136,3 +136,11 @@ def test_the_analyses_import_nothing_private_from_probe():
             is_sys_path = (isinstance(node, ast.Attribute) and node.attr == "path"
                            and isinstance(node.value, ast.Name) and node.value.id == "sys")
             assert not is_sys_path, f"{path.name}:{node.lineno} touches sys.path"
+
+
+def test_languages_import_nothing_from_the_corpora():
+    """``Language`` is metadata; the corpora (probe.data) refer to languages, never the reverse."""
+    used = [(dst, line) for src, dst, _names, line in imports()
+            if src == "probe.languages" and (dst == "probe.data" or dst.startswith("probe.data."))]
+    assert used == [], f"probe.languages imports probe.data: {used}"
+    assert any(src.startswith("probe.data") and dst == "probe.languages" for src, dst, _n, _l in imports())

@@ -6,8 +6,8 @@ import pytest
 from probe.data import Corpus, CorpusDef, get_corpus, list_corpora, load_corpus
 from probe.data.pins import SHA256
 from probe.data.tatoeba import read_lines, read_pair
+from probe.data.ud import pud_file
 from probe.errors import DataFormatError, DownloadError, ProbeError
-from probe.languages import get_language
 
 
 def count_words(path) -> int:
@@ -48,7 +48,7 @@ def test_pud_real_files(pud, mirror):
         assert (corpus.name, corpus.lang, corpus.split) == ("pud", lang, "test")
         assert len(corpus.sentences) == 1000
         (info,) = corpus.files
-        folder, name = get_language(lang).pud_file
+        folder, name = pud_file(lang)
         assert info["relpath"] == f"ud/{folder}/{name}"
         assert info["sha256"] == SHA256[info["relpath"]]
         assert info["commit"] in info["url"]

@@ -72,7 +72,7 @@ def test_seed_and_sentence_interval_widens_with_seed_disagreement():
     correct = np.stack([rng.random(n) < 0.46, rng.random(n) < 0.34])
     counts = _counts_of(correct)
     both = seed_sentence_bootstrap(counts, n_boot=1000, seed=0)
-    from probe.transfer import _boot_mean
+    from probe.transfer.report import _boot_mean
 
     lo_s, hi_s = _boot_mean(counts, "accuracy", 1000)  # sentences only
     assert both.n_seeds == 2 and both.n_sentences == n
@@ -233,13 +233,13 @@ def test_pawsx_targets_sharing_an_id_with_english_data_are_flagged(tmp_path, mon
 
 
 def test_dropping_examples_recomputes_the_run_scores():
-    from probe.transfer import _drop_examples
+    from probe.transfer.runs import drop_examples
 
     run = {"dev_score": 0.5, "targets": {"de": {"score": 0.5, "counts": [[1, 0, 1, 0], [1, 1, 1, 1]]}}}
-    out = _drop_examples(run, {"de": np.array([True, False, True, True])}, "accuracy")
+    out = drop_examples(run, {"de": np.array([True, False, True, True])}, "accuracy")
     assert out["targets"]["de"] == {"score": pytest.approx(2 / 3), "counts": [[1, 1, 0], [1, 1, 1]]}
     assert run["targets"]["de"]["score"] == 0.5  # the memoised run is not modified
-    assert _drop_examples(run, {"de": np.ones(4, bool)}, "accuracy") is run
+    assert drop_examples(run, {"de": np.ones(4, bool)}, "accuracy") is run
 
 
 # --------------------------------------------------------------------------- summary

@@ -1,4 +1,5 @@
-"""The language registry: lookups by code and name, coverage of PUD and Tatoeba."""
+"""The language registry: lookups by code and name; the PUD, UD and Tatoeba corpora's coverage
+of it (their folder and file names live with the corpora in probe.data)."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,6 +9,8 @@ import pytest
 
 from probe.errors import ProbeError
 from probe.data import languages_with
+from probe.data.tatoeba import TATOEBA_CODES, tatoeba_code
+from probe.data.ud import PUD_TREEBANKS, UD_TREEBANKS, pud_file, ud_files
 from probe.languages import LANGUAGES, Language, all_languages, get_language, parse_langs
 
 PUD_UPSTREAM = {
@@ -90,24 +93,34 @@ def test_language_is_frozen_and_hashable():
 
 
 def test_all_upstream_pud_languages_registered():
-    pud = {lang.name for lang in LANGUAGES if lang.pud}
+    pud = {get_language(code).name for code in PUD_TREEBANKS}
     assert pud == PUD_UPSTREAM
     assert len(pud) >= 20
-    de = get_language("de")
-    assert de.pud == "UD_German-PUD"
-    assert de.pud_file == ("UD_German-PUD", "de_pud-ud-test.conllu")
-    assert get_language("ja").pud_file == ("UD_Japanese-PUD", "ja_pud-ud-test.conllu")
-    assert get_language("afr").pud is None and get_language("afr").pud_file is None
+    assert {lang.name for lang in languages_with("pud")} == pud
+    assert PUD_TREEBANKS["de"] == "UD_German-PUD"
+    assert pud_file("de") == ("UD_German-PUD", "de_pud-ud-test.conllu")
+    assert pud_file(get_language("ja")) == ("UD_Japanese-PUD", "ja_pud-ud-test.conllu")
+    assert "af" not in PUD_TREEBANKS and pud_file("afr") is None
 
 
 def test_larger_ud_treebanks():
-    assert {lang.code for lang in LANGUAGES if lang.ud} == {"en", "de", "zh", "fr"}
-    assert get_language("en").ud_files == {
+    assert set(UD_TREEBANKS) == {lang.code for lang in languages_with("ud")} == {"en", "de", "zh", "fr"}
+    assert ud_files("en") == {
         "dev": ("UD_English-EWT", "en_ewt-ud-dev.conllu"),
         "test": ("UD_English-EWT", "en_ewt-ud-test.conllu"),
     }
-    assert get_language("zh").ud_files["test"] == ("UD_Chinese-GSD", "zh_gsd-ud-test.conllu")
-    assert get_language("fi").ud_files == {}
+    assert ud_files("cmn")["test"] == ("UD_Chinese-GSD", "zh_gsd-ud-test.conllu")
+    assert ud_files("fi") == {}
+
+
+def test_the_corpora_name_registered_languages_and_language_is_metadata_only():
+    """Corpus folder and file names are keyed by registered languages; a Language itself
+    carries no corpus names."""
+    assert all(get_language(code).code == code for code in [*PUD_TREEBANKS, *UD_TREEBANKS])
+    assert all(get_language(code).iso3 == code for code in TATOEBA_CODES)
+    assert len(TATOEBA_CODES) == 112
+    fields = {f.name for f in dataclasses.fields(Language)}
+    assert fields == {"iso1", "iso3", "name", "family", "genus", "script", "aliases"}
 
 
 def test_every_mirrored_tatoeba_language_resolves(mirror):
@@ -118,16 +131,17 @@ def test_every_mirrored_tatoeba_language_resolves(mirror):
     assert len(codes) == 108
     for code in codes:
         lang = get_language(code)
-        assert lang.tatoeba == code
+        assert tatoeba_code(lang) == code
         assert (mirror / "tatoeba" / "v1" / f"tatoeba.{code}-eng.{code}").is_file()
-    registered = {lang.tatoeba for lang in LANGUAGES if lang.tatoeba}
+    registered = {tatoeba_code(lang) for lang in languages_with("tatoeba")}
+    assert registered == TATOEBA_CODES and tatoeba_code("en") is None
     assert set(codes) <= registered
     assert len(registered) >= 108
 
 
 def test_mirrored_pud_folders_are_registered(mirror):
     folders = {path.name for path in (mirror / "ud").iterdir() if path.name.endswith("-PUD")}
-    assert folders <= {lang.pud for lang in LANGUAGES if lang.pud}
+    assert folders <= set(PUD_TREEBANKS.values())
 
 
 def test_parse_langs():

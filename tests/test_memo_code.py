@@ -95,29 +95,47 @@ def _edited_copy(fn, folder: Path, module: str):
 
 def test_editing_a_fusion_run_function_invalidates_its_memoised_runs_and_nothing_else(tmp_path, monkeypatch):
     """Fusion runs are keyed on the code that computes them (probe.transfer.run_code), not on
-    the whole package: an edit elsewhere reuses them, an edit of that code recomputes."""
-    from probe import transfer
+    the whole package: an edit elsewhere reuses them, an edit of that code recomputes. Each
+    function is replaced in the module that defines it."""
+    from probe.transfer import report, runs, views
 
     monkeypatch.syspath_prepend(str(tmp_path))
     job = {"task": "pos", "method": "dlfa", "k": 1, "seed": 0, "params": {"lr": 0.01, "epochs": 1},
            "keys": {"train": "train-key", "dev": "dev-key", "targets": {"de": "de-key"}}}
     stored = {"dev_score": 0.5, "targets": {"de": {"score": 0.25, "counts": [[1], [4]]}}}
-    assert transfer._memo_lookup(job) is None
-    assert memoized("fusion-run", transfer._run_key(job), lambda: stored, code=transfer.run_code("pos")) == stored
-    assert transfer._memo_lookup(job) == stored and transfer._memo_run(job) == stored  # what a sweep reads
-    key = transfer.run_code("pos")
-    assert transfer.run_code("ner") != key  # the task definition is part of it
+    assert runs.memo_lookup(job) is None
+    assert memoized("fusion-run", runs._run_key(job), lambda: stored, code=runs.run_code("pos")) == stored
+    assert runs.memo_lookup(job) == stored and runs.memo_run(job) == stored  # what a sweep reads
+    key = runs.run_code("pos")
+    assert runs.run_code("ner") != key  # the task definition is part of it
 
     # unrelated edits: any other file of the package (the whole-package digest) and a function
     # that only reads finished runs (which k to report)
     monkeypatch.setattr(cache, "_PACKAGE_CODE", ["the package after an unrelated edit"])
-    monkeypatch.setattr(transfer, "_select_k", _edited_copy(transfer._select_k, tmp_path, "edited_select"))
-    assert transfer.run_code("pos") == key and transfer._memo_lookup(job) == stored
+    monkeypatch.setattr(report, "select_k", _edited_copy(report.select_k, tmp_path, "edited_select"))
+    assert runs.run_code("pos") == key and runs.memo_lookup(job) == stored
 
     # the body of a function that trains or scores a run: the memoised run is not reused
-    for i, name in enumerate(["_train_and_score", "sentence_counts"]):
+    for i, (module, name) in enumerate([(runs, "_train_and_score"), (runs, "sentence_counts"),
+                                        (views, "map_labels"), (views, "CachedView")]):
         with monkeypatch.context() as m:
-            m.setattr(transfer, name, _edited_copy(getattr(transfer, name), tmp_path, f"edited_run{i}"))
-            assert transfer.run_code("pos") != key
-            assert transfer._memo_lookup(job) is None
-    assert transfer.run_code("pos") == key and transfer._memo_lookup(job) == stored  # edits undone
+            m.setattr(module, name, _edited_copy(getattr(module, name), tmp_path, f"edited_run{i}"))
+            assert runs.run_code("pos") != key
+            assert runs.memo_lookup(job) is None
+    assert runs.run_code("pos") == key and runs.memo_lookup(job) == stored  # edits undone
+
+
+def test_a_function_moved_into_a_subpackage_keeps_its_code_version():
+    """Relative imports are hashed as seen from a top-level module of the package, so a
+    function moved unchanged from ``probe/x.py`` into ``probe/x/part.py`` (its ``from .cache``
+    now ``from ..cache``) keeps its memoised results; any other edit still changes the key."""
+    from probe.cache import _package_relative
+
+    top = "def f():\n    from .cache import x\n    from . import stats\n    from .transfer.views import v\n"
+    moved = "def f():\n    from ..cache import x\n    from .. import stats\n    from .views import v\n"
+    assert _package_relative(moved, "probe.transfer.runs") == top
+    assert _package_relative(top, "probe.fusion") == top  # a top-level module reads as it is
+    assert _package_relative(moved, "elsewhere.runs") == moved  # not this package: untouched
+    assert _package_relative("    from ...x import y\n", "probe.a.b") == "    from ...x import y\n"  # above it
+    edited = moved.replace("import x", "import x, y")
+    assert _package_relative(edited, "probe.transfer.runs") != top

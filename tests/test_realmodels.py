@@ -379,7 +379,7 @@ def test_fuse_records_dtype_in_report_table_and_figures(home, tmp_path, mirror):
 def test_dtype_option_of_every_extracting_command(command, monkeypatch, capsys):
     import probe.compare
     import probe.layerwise
-    import probe.transfer
+    import probe.transfer.cli
     from probe.cli import main
 
     with pytest.raises(SystemExit) as exit_:  # argparse's refusal, before anything is loaded
@@ -393,7 +393,7 @@ def test_dtype_option_of_every_extracting_command(command, monkeypatch, capsys):
         seen.append(kwargs.get("dtype"))
         raise ProbeError("stopped by the test")
 
-    for module, name in ((probe.layerwise, "layers"), (probe.compare, "compare"), (probe.transfer, "fuse")):
+    for module, name in ((probe.layerwise, "layers"), (probe.compare, "compare"), (probe.transfer.cli, "fuse")):
         monkeypatch.setattr(module, name, stand_in)
     assert main(command + ["--dtype", "bfloat16"]) == 2 and main(command) == 2
     assert seen == ["bfloat16", "float32"]

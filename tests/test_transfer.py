@@ -15,9 +15,12 @@ from probe.data.xtreme import PANX_TAGS, UPOS_TAGS, XNLI_LABELS, entity_f1, labe
 from probe.errors import ProbeError
 from probe.extraction import extract_corpus
 from probe.fusion import FusionClassifier
-from probe.transfer import (CachedView, FusionResult, _boot_mean, _metric, _parse_layers,
-                            _parse_seeds, add_parser, run, sentence_counts, summary_figure,
-                            summary_table)
+from probe.options import parse_seeds
+from probe.transfer import CachedView, FusionResult, sentence_counts, summary_figure, summary_table
+from probe.transfer.cli import add_parser, run
+from probe.transfer.driver import _parse_layers
+from probe.transfer.report import _boot_mean
+from probe.transfer.runs import _metric
 from tiny import MemCorpus, Sent, tiny_spec
 
 
@@ -126,9 +129,9 @@ def test_argument_parsing():
         _parse_layers("12", 12)
     with pytest.raises(ProbeError, match="comma-separated integers"):
         _parse_layers("top", 12)
-    assert _parse_seeds(3) == [0, 1, 2] and _parse_seeds([4, 1]) == [1, 4]
+    assert parse_seeds(3) == [0, 1, 2] and parse_seeds([4, 1]) == [1, 4]
     with pytest.raises(ProbeError):
-        _parse_seeds(0)
+        parse_seeds(0)
     parser = argparse.ArgumentParser(prog="probe")
     add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["fuse", "--task", "pos", "--lang", "de,zh"])

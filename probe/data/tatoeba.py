@@ -19,12 +19,32 @@ from probe.data.pins import LASER_COMMIT, SHA256
 from probe.data.spans import locate_spans
 from probe.download import RemoteFile
 from probe.errors import DataFormatError
-from probe.languages import LANGUAGES, Language
+from probe.languages import LANGUAGES, Language, get_language
 
-__all__ = ["TATOEBA_RAW_URL", "tatoeba_remote", "read_lines", "read_pair", "TatoebaCorpus"]
+__all__ = ["TATOEBA_RAW_URL", "TATOEBA_CODES", "tatoeba_code", "tatoeba_remote", "read_lines", "read_pair",
+           "TatoebaCorpus"]
 
 #: Raw-file URL of a Tatoeba v1 file in the LASER repository at a commit.
 TATOEBA_RAW_URL = "https://raw.githubusercontent.com/facebookresearch/LASER/{ref}/data/tatoeba/v1/{file}"
+
+#: The 112 languages of Tatoeba v1, by the three-letter code in its file names
+#: (``tatoeba.deu-eng.deu``). Each is the ISO 639-3 code (:attr:`~probe.languages.Language.iso3`)
+#: of a registered language: where Tatoeba names an individual language inside a
+#: macrolanguage (``cmn``, ``pes``, ``zsm``, ``lvs``, ``swh``), so does the registry.
+TATOEBA_CODES: frozenset[str] = frozenset("""
+    afr amh ang ara arq arz ast awa aze bel ben ber bos bre bul cat cbk ceb ces cha cmn cor csb
+    cym dan deu dsb dtp ell epo est eus fao fin fra fry gla gle glg gsw heb hin hrv hsb hun hye
+    ido ile ina ind isl ita jav jpn kab kat kaz khm kor kur kzj lat lfn lit lvs mal mar max mhr
+    mkd mon nds nld nno nob nov oci orv pam pes pms pol por ron rus slk slv spa sqi srp swe swg
+    swh tam tat tel tgl tha tuk tur tzl uig ukr urd uzb vie war wuu xho yid yue zsm
+""".split())
+
+
+def tatoeba_code(lang: str | Language) -> str | None:
+    """The code of the language in Tatoeba v1 file names, or None when Tatoeba does not have
+    it (English, the side every pair shares, is not a Tatoeba language)."""
+    iso3 = get_language(lang).iso3
+    return iso3 if iso3 in TATOEBA_CODES else None
 
 
 def tatoeba_remote(code: str, side: str) -> RemoteFile:
@@ -100,19 +120,17 @@ class TatoebaCorpus(CorpusDef):
     splits = ("xx", "eng")
 
     def languages(self) -> list[Language]:
-        return [lang for lang in LANGUAGES if lang.tatoeba]
+        return [lang for lang in LANGUAGES if lang.iso3 in TATOEBA_CODES]
 
     def _split(self, lang: str | Language, split: str) -> tuple[Language, str]:
-        from probe.languages import get_language
-
         language = get_language(lang)
-        if language.tatoeba and split == language.tatoeba:
+        if tatoeba_code(language) and split == tatoeba_code(language):
             split = "xx"  # "deu" for the German side
         return self.check(language, split), split
 
     def remote_files(self, lang: str | Language, split: str) -> list[RemoteFile]:
         language, _ = self._split(lang, split)
-        code = language.tatoeba
+        code = tatoeba_code(language)
         assert code is not None
         return [tatoeba_remote(code, code), tatoeba_remote(code, "eng")]
 

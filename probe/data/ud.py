@@ -24,7 +24,7 @@ from probe.data.text import strip_bom, utf8_problem
 from probe.data.spans import locate_spans
 from probe.download import RemoteFile
 from probe.errors import DataFormatError
-from probe.languages import LANGUAGES, Language
+from probe.languages import LANGUAGES, Language, get_language
 
 __all__ = [
     "read_conllu",
@@ -34,6 +34,10 @@ __all__ = [
     "UPSTREAM_DEFAULT_REF",
     "PUDCorpus",
     "UDCorpus",
+    "PUD_TREEBANKS",
+    "UD_TREEBANKS",
+    "pud_file",
+    "ud_files",
 ]
 
 #: Raw-file URL of a UD treebank repository at a commit or branch.
@@ -317,6 +321,40 @@ def read_conllu(path: str | Path) -> list[Sentence]:
 # ---------------------------------------------------------------------------
 # corpora
 
+#: The Parallel UD treebank folder of each language (by :attr:`~probe.languages.Language.code`):
+#: the 21 PUD treebanks upstream.
+PUD_TREEBANKS: dict[str, str] = {
+    "ar": "UD_Arabic-PUD", "cs": "UD_Czech-PUD", "de": "UD_German-PUD", "en": "UD_English-PUD",
+    "es": "UD_Spanish-PUD", "fi": "UD_Finnish-PUD", "fr": "UD_French-PUD", "gl": "UD_Galician-PUD",
+    "hi": "UD_Hindi-PUD", "id": "UD_Indonesian-PUD", "is": "UD_Icelandic-PUD", "it": "UD_Italian-PUD",
+    "ja": "UD_Japanese-PUD", "ko": "UD_Korean-PUD", "pl": "UD_Polish-PUD", "pt": "UD_Portuguese-PUD",
+    "ru": "UD_Russian-PUD", "sv": "UD_Swedish-PUD", "th": "UD_Thai-PUD", "tr": "UD_Turkish-PUD",
+    "zh": "UD_Chinese-PUD",
+}
+#: The larger UD treebank (with dev and test files) of each language that has one.
+UD_TREEBANKS: dict[str, str] = {
+    "de": "UD_German-GSD", "en": "UD_English-EWT", "fr": "UD_French-GSD", "zh": "UD_Chinese-GSD",
+}
+
+
+def pud_file(lang: str | Language) -> tuple[str, str] | None:
+    """``(treebank folder, file name)`` of the language's PUD test file, or None."""
+    code = get_language(lang).code
+    if code not in PUD_TREEBANKS:
+        return None
+    return (PUD_TREEBANKS[code], f"{code}_pud-ud-test.conllu")
+
+
+def ud_files(lang: str | Language) -> dict[str, tuple[str, str]]:
+    """``{split: (treebank folder, file name)}`` of the language's larger UD treebank (dev,
+    test); empty when it has none."""
+    code = get_language(lang).code
+    folder = UD_TREEBANKS.get(code)
+    if folder is None:
+        return {}
+    treebank = folder.rsplit("-", 1)[1].lower()
+    return {split: (folder, f"{code}_{treebank}-ud-{split}.conllu") for split in ("dev", "test")}
+
 
 def ud_remote(folder: str, filename: str) -> RemoteFile:
     """The :class:`RemoteFile` of ``filename`` in UD repository ``folder``, pinned where we can."""
@@ -359,11 +397,12 @@ class PUDCorpus(_Treebanks):
     splits = ("test",)
 
     def languages(self) -> list[Language]:
-        return [lang for lang in LANGUAGES if lang.pud]
+        return [lang for lang in LANGUAGES if lang.code in PUD_TREEBANKS]
 
     def _file_names(self, language: Language, split: str) -> list[tuple[str, str]]:
-        assert language.pud_file is not None
-        return [language.pud_file]
+        file = pud_file(language)
+        assert file is not None
+        return [file]
 
 
 @register_corpus
@@ -374,8 +413,8 @@ class UDCorpus(_Treebanks):
     splits = ("dev", "test", "dev+test")
 
     def languages(self) -> list[Language]:
-        return [lang for lang in LANGUAGES if lang.ud]
+        return [lang for lang in LANGUAGES if lang.code in UD_TREEBANKS]
 
     def _file_names(self, language: Language, split: str) -> list[tuple[str, str]]:
-        files = language.ud_files
+        files = ud_files(language)
         return [files[part] for part in split.split("+")]

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Callable
 
 from ..errors import ProbeError
-from ..options import parse_budget, parse_seeds, parse_targets
+from ..options import log_default, parse_budget, parse_seeds, parse_targets
 from .encoding import encode_examples
 from .evaluation import example_counts, predict, score_from_counts, target_reference
 from .model import FinetuneModel, parse_fusion
@@ -40,10 +39,6 @@ RECIPE = {"lr": 2e-5, "warmup": 0.1, "batch_size": 32, "max_length": 128,
 #: all) and epochs, sized for a CPU; pass ``max_examples=None`` etc. for the full splits.
 TASK_BUDGETS = {"pos": (2000, 500, 1000), "ner": (2000, 500, 1000),
                 "xnli": (2000, 500, 1000), "pawsx": (None, None, 1000)}
-
-
-def _log_default(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def _count_params(module) -> int:
@@ -156,7 +151,7 @@ def finetune(task: str, langs, model="e5-small-q4", fusion="none", seeds=1,
     from ..threads import torch_threads
 
     t_start = time.time()
-    log = log or (_log_default if progress else (lambda msg: None))
+    log = log or (log_default if progress else (lambda msg: None))
     td = task_def(task)
     cdef = get_corpus(corpus_name(task))
     targets = parse_targets(langs, task)  # as probe fuse (in order, no repeats, checked)
