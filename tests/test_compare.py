@@ -8,7 +8,7 @@ import pytest
 
 from probe.compare import compare, nearest_layer, relative_depth
 from probe.errors import ProbeError
-from probe.layerwise import _layer_ranges, noise_summary
+from probe.layerwise import layer_ranges, noise_summary
 from tiny import tiny_spec
 
 
@@ -49,7 +49,7 @@ def test_noise_summary_against_a_brute_force_bootstrap():
         assert (blo, bhi) == pytest.approx((lo, hi), abs=1e-6)
         assert (layer in ns["within_noise_of_peak"]) == bool(lo <= 0 <= hi)
     assert 0 not in ns["within_noise_of_peak"] and 3 not in ns["within_noise_of_peak"]
-    assert _layer_ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8"
+    assert layer_ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8"
 
 
 @pytest.mark.slow
