@@ -12,6 +12,24 @@ from probe.layerwise import layer_ranges, noise_summary
 from tiny import tiny_spec
 
 
+def test_probe_compare_is_the_function_and_the_package_both_import():
+    """``probe.compare`` is a package and, in probe's public API, a function: right after
+    ``import probe`` the attribute is the function; ``from probe.compare import ...`` works."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import probe, inspect\n"
+            "f = probe.compare\n"
+            "assert inspect.isfunction(f) and f.__name__ == 'compare', f\n"
+            "assert inspect.isfunction(probe.layers) and probe.layers.__name__ == 'layers'\n"
+            "from probe.compare import CompareResult, compare\n"
+            "assert compare is f and CompareResult is probe.CompareResult\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
 def test_relative_depth_and_nearest_layer():
     assert relative_depth(2).tolist() == [0.0, 0.5, 1.0]
     assert relative_depth(24)[12] == 0.5

@@ -54,7 +54,7 @@ def compare(models: Sequence | str, langs: Sequence[str] | str, *, tasks: Sequen
     targets = check_targets(langs)
     if fusion:  # fail before any work if a target has no POS data for the fusion run
         from ..data import get_corpus
-        from .data.xtreme import corpus_name
+        from ..data.xtreme import corpus_name
         from ..languages import parse_langs
 
         pos = get_corpus(corpus_name(POS))
