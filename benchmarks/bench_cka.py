@@ -164,12 +164,12 @@ def _print_matrix(M, title):
 def layer_matrices(args, rounds: int) -> None:
     import numpy as np
 
-    from probe.layerwise import _aligned_rows
+    from probe.layerwise import aligned_rows
     from probe.similarity import cka_matrix, linear_cka, linear_cka_gram
 
     en, xx = _matrix_inputs(args)
     L = en.n_layers
-    ia, ib = _aligned_rows(en, xx)
+    ia, ib = aligned_rows(en, xx)
     A = [np.asarray(en.sentence_vectors(l, "mean"), dtype=np.float32)[ia] for l in range(L)]
     B = [np.asarray(xx.sentence_vectors(l, "mean"), dtype=np.float32)[ib] for l in range(L)]
     n = len(ia)

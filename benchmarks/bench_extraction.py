@@ -9,7 +9,7 @@ Variants, timed in this process in alternating order (medians of ``--rounds``):
   written to disk (npz, fsync) at once, as for entries too large to keep in memory; by
   default a run this short keeps its chunks in memory and writes none (see
   ``probe.extraction.CHECKPOINT_SECONDS``);
-- ``ours-inner``: its inner loop only: forward + pooling (``_forward_batch``) + a chunk
+- ``ours-inner``: its inner loop only: forward + pooling (``forward_batch``) + a chunk
   write after every chunk in a background thread (the extractor's loop with
   ``PROBE_CHECKPOINT_SECONDS=0``);
 - ``naive``: a per-sentence Hugging Face loop (tokenize one sentence with
@@ -72,13 +72,13 @@ def _inner_loop(encoder, tok, batch_tokens, workdir: Path, workers: int):
     forward runs (as there with a checkpoint after every chunk)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from probe.extraction import _forward_batch, _in_order, plan_batches
+    from probe.extraction import forward_batch, in_order, plan_batches
 
     lengths = [len(u.input_ids) for u in tok.units]
     pad = encoder.tokenizer.pad_token_id if encoder.tokenizer.pad_token_id is not None else 0
     parts, cur_tok, k, pending = [], 0, 0, None
     plan = plan_batches(lengths, batch_tokens)
-    results = _in_order(lambda b: _forward_batch(encoder, [tok.units[u] for u in b], "cpu", pad), plan, workers)
+    results = in_order(lambda b: forward_batch(encoder, [tok.units[u] for u in b], "cpu", pad), plan, workers)
     with ThreadPoolExecutor(max_workers=1) as writer:
         for b in plan:
             parts.append(next(results))
@@ -176,7 +176,7 @@ def _run(args) -> int:
 
     import torch
 
-    from probe.extraction import DEFAULT_BATCH_TOKENS, _in_order, extract_corpus, resolve_workers
+    from probe.extraction import DEFAULT_BATCH_TOKENS, in_order, extract_corpus, resolve_workers
     from probe.threads import torch_threads
 
     batch_tokens = args.batch_tokens or DEFAULT_BATCH_TOKENS
@@ -212,7 +212,7 @@ def _run(args) -> int:
 
     def bare():
         with torch_threads(intra_op):
-            for _ in _in_order(forward, batches, workers):
+            for _ in in_order(forward, batches, workers):
                 pass
 
     def matmul():

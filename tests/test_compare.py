@@ -8,8 +8,26 @@ import pytest
 
 from probe.compare import compare, nearest_layer, relative_depth
 from probe.errors import ProbeError
-from probe.layerwise import _layer_ranges, noise_summary
+from probe.layerwise import layer_ranges, noise_summary
 from tiny import tiny_spec
+
+
+def test_probe_compare_is_the_function_and_the_package_both_import():
+    """``probe.compare`` is a package and, in probe's public API, a function: right after
+    ``import probe`` the attribute is the function; ``from probe.compare import ...`` works."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import probe, inspect\n"
+            "f = probe.compare\n"
+            "assert inspect.isfunction(f) and f.__name__ == 'compare', f\n"
+            "assert inspect.isfunction(probe.layers) and probe.layers.__name__ == 'layers'\n"
+            "from probe.compare import CompareResult, compare\n"
+            "assert compare is f and CompareResult is probe.CompareResult\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
 
 
 def test_relative_depth_and_nearest_layer():
@@ -49,7 +67,7 @@ def test_noise_summary_against_a_brute_force_bootstrap():
         assert (blo, bhi) == pytest.approx((lo, hi), abs=1e-6)
         assert (layer in ns["within_noise_of_peak"]) == bool(lo <= 0 <= hi)
     assert 0 not in ns["within_noise_of_peak"] and 3 not in ns["within_noise_of_peak"]
-    assert _layer_ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8"
+    assert layer_ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8"
 
 
 @pytest.mark.slow

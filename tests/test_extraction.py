@@ -136,7 +136,7 @@ def test_cache_hit_loads_no_model(home):
 def test_interrupted_extraction_resumes_to_identical_arrays(home, monkeypatch, tmp_path):
     spec = tiny_spec(max_positions=64)
     corpus = random_corpus(n=60, seed=3)
-    real = ex._forward_batch
+    real = ex.forward_batch
     calls = {"n": 0, "fail_at": 12}
 
     def counting(*a, **k):
@@ -145,7 +145,7 @@ def test_interrupted_extraction_resumes_to_identical_arrays(home, monkeypatch, t
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(ex, "_forward_batch", counting)
+    monkeypatch.setattr(ex, "forward_batch", counting)
     with pytest.raises(KeyboardInterrupt):
         ex.extract_corpus(spec, corpus, batch_tokens=48, progress=False)
     assert not list(iter_entries())  # nothing published
@@ -274,7 +274,7 @@ def test_short_extraction_writes_no_chunk_files_but_an_interrupt_saves_every_fin
     assert ex.extract_corpus(spec, corpus, batch_tokens=48, progress=False).verify() == []
     assert written == []  # published straight from memory
 
-    real_fwd, calls = ex._forward_batch, {"n": 0}
+    real_fwd, calls = ex.forward_batch, {"n": 0}
 
     def failing(*a, **k):
         calls["n"] += 1
@@ -282,7 +282,7 @@ def test_short_extraction_writes_no_chunk_files_but_an_interrupt_saves_every_fin
             raise KeyboardInterrupt
         return real_fwd(*a, **k)
 
-    monkeypatch.setattr(ex, "_forward_batch", failing)
+    monkeypatch.setattr(ex, "forward_batch", failing)
     with pytest.raises(KeyboardInterrupt):  # one worker: the 9th call is the 9th batch
         ex.extract_corpus(spec, corpus, pooling="mean", batch_tokens=48, progress=False, workers=1)
     partial = next((home / "cache").glob("*/*.partial"))
@@ -293,7 +293,7 @@ def test_short_extraction_writes_no_chunk_files_but_an_interrupt_saves_every_fin
 
     written.clear()
     monkeypatch.setenv("PROBE_CHECKPOINT_SECONDS", "0")  # every chunk as soon as it is done
-    monkeypatch.setattr(ex, "_forward_batch", real_fwd)
+    monkeypatch.setattr(ex, "forward_batch", real_fwd)
     monkeypatch.setenv("PROBE_HOME", str(home / "other"))
     ex.extract_corpus(spec, corpus, batch_tokens=48, progress=False)
     assert sorted(written) == list(range(len(sizes)))
@@ -334,14 +334,14 @@ def test_parallel_batches_give_the_one_worker_entry_and_stop_cleanly_on_an_error
     tok = ex.Tokenization(spec.load().tokenizer, [s.words for s in corpus.sentences], 64, "mean")
     plan = ex.plan_batches([len(u.input_ids) for u in tok.units], 48)
     bad = {(tok.units[u].sentence, tok.units[u].window) for u in plan[8]}
-    real_fwd = ex._forward_batch
+    real_fwd = ex.forward_batch
 
     def failing(encoder, units, *a, **k):
         if {(u.sentence, u.window) for u in units} == bad:
             raise RuntimeError("boom in a worker")
         return real_fwd(encoder, units, *a, **k)
 
-    monkeypatch.setattr(ex, "_forward_batch", failing)
+    monkeypatch.setattr(ex, "forward_batch", failing)
     monkeypatch.setenv("PROBE_HOME", str(tmp_path / "failing"))
     with pytest.raises(RuntimeError, match="boom in a worker"):
         ex.extract_corpus(spec, corpus, pooling="mean", batch_tokens=48, progress=False, workers=2)
@@ -351,7 +351,7 @@ def test_parallel_batches_give_the_one_worker_entry_and_stop_cleanly_on_an_error
     finished = int(np.searchsorted(np.cumsum([len(c) for c in sizes]), 8, side="right"))
     assert finished >= 2
     assert sorted(int(p.stem.split("_")[1]) for p in partial.glob("chunk_*.npz")) == list(range(finished))
-    monkeypatch.setattr(ex, "_forward_batch", real_fwd)
+    monkeypatch.setattr(ex, "forward_batch", real_fwd)
     resumed = ex.extract_corpus(spec, corpus, pooling="mean", batch_tokens=48, progress=False, workers=2)
     for name in two.meta["files"]:
         assert (resumed.path / name).read_bytes() == (two.path / name).read_bytes(), name

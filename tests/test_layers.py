@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from probe.cli import main
-from probe.layerwise import LayerResult, _check_targets
+from probe.layerwise import LayerResult, check_targets
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +21,7 @@ def test_unknown_target_language_lists_the_supported_ones(capsys):
     for code in ("de", "zh", "ar", "ko"):
         assert code in err[0]
     with pytest.raises(Exception, match="no PUD treebank"):
-        _check_targets(["nl"])  # a real language, but without a PUD treebank
+        check_targets(["nl"])  # a real language, but without a PUD treebank
 
 
 def test_probe_layers_cli_writes_table_report_and_figures(mirror, tmp_path, capsys):

@@ -41,6 +41,7 @@ def test_editing_the_probe_evaluation_function_invalidates_its_memoised_results(
     from tiny import tiny_spec
 
     from probe import layerwise
+    from probe.layerwise import driver
 
     spec = tiny_spec(max_positions=512, layers=2, hidden=16, seed=11, name="tiny-results")
 
@@ -64,14 +65,15 @@ def test_editing_the_probe_evaluation_function_invalidates_its_memoised_results(
     assert same(again.report["cka"], first.report["cka"]) and same(again.report["retrieval"], first.report["retrieval"])
 
     # The same function with one more statement in its body, from a real source file.
-    source = inspect.getsource(layerwise._probe_eval).replace("from .probes import", "from probe.probes import")
+    source = inspect.getsource(driver.probe_eval).replace("from ..probes import", "from probe.probes import")
     body_start = source.index("    vocab, probe, ctrl, ctrl_probe = fitted")
     edited = source[:body_start] + "    assert fitted is not None\n" + source[body_start:]
     (tmp_path / "edited_eval.py").write_text("import numpy as np\n"
-                                             "from probe.layerwise import _label_ids, _sentence_ids\n\n"
+                                             "from probe.layerwise.probing import _label_ids, sentence_ids\n\n"
                                              + edited)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(layerwise, "_probe_eval", importlib.import_module("edited_eval")._probe_eval)
+    # the run function reads probe_eval from its own module (probe.layerwise.driver), key and call alike
+    monkeypatch.setattr(driver, "probe_eval", importlib.import_module("edited_eval").probe_eval)
     edited_run = run()
     # 3 layers x (English, German, English control) evaluations recomputed; nothing else
     assert sorted(set(computed)) == ["probe-eval"] and len(computed) == 9
