@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
+import re
 import time
 from pathlib import Path
 
@@ -112,6 +113,27 @@ def test_committed_notebook_has_the_outputs_of_a_full_run():
     missing = [c.source for c in plots if not _has_image(c)]
     assert not missing, f"plot cells without an inline image: {missing}"
     assert NOTEBOOK.stat().st_size < MAX_BYTES
+
+
+def test_committed_notebook_statements_match_its_outputs():
+    """The two "what the committed full run showed" paragraphs say what the outputs print."""
+    nbformat = _nbformat()
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    text = "\n".join(_text(c.outputs) for c in _code_cells(nb))
+    for lang in ("de", "zh"):
+        assert re.search(rf"{lang}: DLFA \(k=\d+\) over last layer: \+[\d.]+ \[.*\] -> significant", text)
+        assert re.search(rf"{lang}: DLFA \(k=\d+\) over layer \d+ alone: .* -> within noise", text)
+        assert re.search(rf"{lang}: DLFA \(k=\d+\) over the gate-0.5 control: .* -> within noise", text)
+    peaks = {m[0]: (int(m[1]), float(m[2]), int(m[3]), float(m[4])) for m in re.findall(
+        r"(\w+): peak layer (\d+) \(([\d.]+)\) before fine-tuning -> layer (\d+) \(([\d.]+)\) after", text)}
+    verdicts = dict(re.findall(r"^(\w+): peak e5-small-q4 .*: (a real difference|within noise)$", text, re.M))
+    for curve in ("cka", "retrieval"):
+        before_layer, before, after_layer, after = peaks[curve]
+        assert after_layer < before_layer and after < before and verdicts[curve] == "a real difference"
+    drop = {c: peaks[c][1] - peaks[c][3] for c in ("cka", "retrieval")}
+    assert drop["retrieval"] > drop["cka"], "retrieval lost most"
+    before_layer, before, after_layer, after = peaks["pos_zero_shot"]
+    assert after_layer < before_layer and after > before and verdicts["pos_zero_shot"] == "a real difference"
 
 
 def _private_uses(source: str, public: set) -> list[str]:
