@@ -147,3 +147,21 @@ def test_cli_rejects_a_bad_perturbation_before_any_work(capsys):
     assert len(err) == 1 and "rate in (0, 1]" in err[0]
     assert main(["layers", "--lang", "de", "--model", "e5-small-q4", "--perturb", "blur"]) == 2
     assert "choose from typo, drop-diacritics, lowercase" in capsys.readouterr().err
+
+
+def test_robustness_table_reads_a_layer_subset_by_position():
+    """With ``layers=[0, 6, 12]`` the per-layer lists hold three rows: layer 6 is row 1."""
+    from probe.layerwise import LayerResult
+
+    layer_ids = [0, 6, 12]
+    drops = [[0.1 * (i + 1), 0.1 * i, 0.1 * (i + 2)] for i in range(3)]
+    row = {"changed_words": 0.3, "pos": {"accuracy": [0.5, 0.6, 0.7], "drop": drops},
+           "retrieval": [0.8, 0.85, 0.9], "retrieval_drop": drops, "cka_drop": drops}
+    report = {"layers": layer_ids, "model": {"name": "m", "n_layers": 12},
+              "config": {"tasks": ["pos"], "langs": ["de"]},
+              "robustness": {"results": {"typo:0.1": {"de": row}}}}
+    table = LayerResult(report).robustness_table()
+    assert list(table["layer"]) == layer_ids
+    assert list(table["pos"]) == [0.5, 0.6, 0.7]
+    assert list(table["retrieval"]) == [0.8, 0.85, 0.9]
+    assert table.loc[table["layer"] == 6, "pos drop"].item() == pytest.approx(0.2)

@@ -274,16 +274,17 @@ class LayerResult(ResultDisplay):
             raise ProbeError("this result has no robustness analysis (run layers(..., perturb=...))")
         for pert, per_lang in rob["results"].items():
             for lang, r in per_lang.items():
-                for l in self.layer_ids:
+                # the per-layer lists follow layer_ids (a layers= subset), so index by position
+                for i, l in enumerate(self.layer_ids):
                     row = {"perturbation": pert, "lang": lang, "layer": l,
                            "changed_words": r["changed_words"]}
                     for task in self.report["config"]["tasks"]:
                         if task in r:
-                            row[f"{task}"] = r[task]["accuracy"][l]
-                            row[f"{task} drop"], row[f"{task} lo"], row[f"{task} hi"] = r[task]["drop"][l]
-                    row["retrieval"] = r["retrieval"][l]
-                    row["retrieval drop"], row["retrieval lo"], row["retrieval hi"] = r["retrieval_drop"][l]
-                    row["cka drop"], row["cka lo"], row["cka hi"] = r["cka_drop"][l]
+                            row[f"{task}"] = r[task]["accuracy"][i]
+                            row[f"{task} drop"], row[f"{task} lo"], row[f"{task} hi"] = r[task]["drop"][i]
+                    row["retrieval"] = r["retrieval"][i]
+                    row["retrieval drop"], row["retrieval lo"], row["retrieval hi"] = r["retrieval_drop"][i]
+                    row["cka drop"], row["cka lo"], row["cka hi"] = r["cka_drop"][i]
                     rows.append(row)
         return pd.DataFrame(rows)
 
