@@ -213,19 +213,29 @@ class CacheEntry:
         """``[n_words]`` int8: 0 = first sentence of a pair, 1 = second (None if not pairs)."""
         return self._npy("segment.npy") if (self.path / "segment.npy").exists() else None
 
+    def _label_column(self, name: str) -> str:
+        """The stored column for ``name``: a column as stored (UD's ``upos``, XTREME's ``tags``)
+        or a probing task's name (``pos`` reads ``upos``), so the task vocabulary works here too."""
+        from .tasks import PROBE_TASKS
+
+        have = self.meta.get("labels", {})
+        if name not in have and name in PROBE_TASKS and PROBE_TASKS[name].column in have:
+            return PROBE_TASKS[name].column
+        return name
+
     def has_labels(self, name: str) -> bool:
-        return name in self.meta.get("labels", {})
+        return self._label_column(name) in self.meta.get("labels", {})
 
     def labels(self, name: str) -> np.ndarray:
-        """Label ids: ``[n_words]`` for ``upos``, ``deprel``, ``head``, ``tags``; ``[n_sentences]``
-        for a sentence-level ``label``; -1 = missing."""
+        """Label ids: ``[n_words]`` for ``upos`` (or the task name ``pos``), ``deprel``, ``head``,
+        ``tags``; ``[n_sentences]`` for a sentence-level ``label``; -1 = missing."""
         if not self.has_labels(name):
             raise CacheError(f"{self.path}: no '{name}' labels (have: {sorted(self.meta.get('labels', {}))})")
-        return self._npy(f"{name}.npy")
+        return self._npy(f"{self._label_column(name)}.npy")
 
     def vocab(self, name: str) -> list[str]:
         """Names of the label ids of ``labels(name)``."""
-        return list(self.meta["labels"][name]["vocab"])
+        return list(self.meta["labels"][self._label_column(name)]["vocab"])
 
     @property
     def words(self) -> list[str]:

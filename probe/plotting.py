@@ -88,7 +88,9 @@ def subplots(ax, n: int = 1, figsize=(6.4, 4.8)):
         import matplotlib.pyplot as plt
 
         setup_style()
-        fig, axes = plt.subplots(1, n, figsize=figsize, squeeze=False, FigureClass=_figure_class())
+        # constrained layout keeps the suptitle clear of two-line panel titles
+        fig, axes = plt.subplots(1, n, figsize=figsize, squeeze=False, FigureClass=_figure_class(),
+                                 layout="constrained")
         return fig, list(axes[0])
     import numpy as np
 

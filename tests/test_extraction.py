@@ -66,6 +66,9 @@ def test_extraction_matches_per_sentence_forward(home):
             np.testing.assert_allclose(entry.sentence_vectors(layer, "mean")[s], got.mean(0),
                                        atol=2e-2, rtol=1e-2)
     assert entry.vocab("upos") == ["ADJ", "NOUN", "VERB"]
+    # the task vocabulary reads the same column: pos is stored under UD's name upos
+    assert entry.vocab("pos") == entry.vocab("upos") and entry.has_labels("pos")
+    np.testing.assert_array_equal(entry.labels("pos"), entry.labels("upos"))
     assert entry.labels("head")[0] == 0
 
 

@@ -20,7 +20,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 FOLDER = REPO / "notebooks"
 NOTEBOOK = FOLDER / "explore.ipynb"
-QUICK_SECONDS = 240  # quick mode on 2 CPU cores, cold cache (model conversion and extraction included)
 MAX_BYTES = 1_500_000  # the committed notebook, outputs included
 
 # text each section prints (or its result's repr holds) in either mode; each fails if that section broke
@@ -206,4 +205,6 @@ def test_explore_notebook_runs_in_quick_mode(mirror, monkeypatch):
     plots = [c for c in code if _is_plot(c)]
     assert len(plots) >= 6 and all(_has_image(c) for c in plots), "every plot is drawn inline"
     assert _snapshot(FOLDER) == before, "the run wrote nothing into the notebook's folder"
-    assert seconds < QUICK_SECONDS, f"quick notebook took {seconds:.0f} s"
+    # the time is reported, not asserted (speed is measured in benchmarks/, not by timed
+    # tests); nbclient's per-cell timeout above still stops a hung cell
+    print(f"quick-mode notebook: {seconds:.0f} s")

@@ -21,7 +21,6 @@ def draw_curves(res, ax=None):
     from ..plotting import palette, subplots
 
     shown = [c for c in CURVES if all(c in res.report["peaks"][m] for m in res.models)]
-    owned = ax is None
     fig, axes = subplots(ax, len(shown), figsize=(5.0 * len(shown), 3.9))
     cols = palette(len(res.models))
     for ax, curve in zip(axes, shown):
@@ -41,6 +40,4 @@ def draw_curves(res, ax=None):
         ax.set_ylabel(ylabel)
         ax.set_xlim(-0.03, 1.03)
     axes[0].legend(fontsize=8)
-    if owned:
-        fig.subplots_adjust(wspace=0.28)
     return fig

@@ -283,11 +283,13 @@ def finetune(task: str, langs, model="e5-small-q4", fusion="none", seeds=1,
 def _save_encoder(encoder, tokenizer, dest: Path, record: dict) -> None:
     """A Hugging Face model directory (config, safetensors, tokenizer) + how it was made."""
     from ..files import atomic_write_json
+    from ..loading import quiet_loading
 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     emb = word_embeddings(encoder)
     emb.sparse = False
-    encoder.save_pretrained(dest, safe_serialization=True)
-    tokenizer.save_pretrained(dest)
+    with quiet_loading():  # transformers' "Writing model shards" bar ignores progress=False
+        encoder.save_pretrained(dest, safe_serialization=True)
+        tokenizer.save_pretrained(dest)
     atomic_write_json(dest / "probe_finetune.json", record, default=str)

@@ -64,7 +64,8 @@ def plot_gain(result, path: Path | None = None, *, ax=None):
     a2.set(xlabel=f"layer k (0 = embeddings, L = {L})", ylabel=metric,
            title="zero-shot score\n(dotted: last layer only; dash-dot: majority class)")
     a1.legend(fontsize=8)
-    a2.legend(fontsize=7)
+    # four entries per target: beside the panel, not over the curves
+    a2.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
     return show_or_save(fig, path, result.figure_meta(result.caption()), owned=owned, title=
                         f"Layer fusion, {r['task']} zero-shot from English ({r['model']['name']}, frozen)")
 
