@@ -83,15 +83,15 @@ print("budgets: probes", PROBING, TASKS, "\\n         fuse", FUSE, "\\n         
 `probe.extract(model, corpus, lang, split)` runs the encoder once and caches every layer's word vectors
 (float16, one row per word, the word's first subword) and sentence vectors; a second call only opens the
 entry. Its key covers the model's weights, the data files, the pooling, the precision and the code, so a
-changed input never reads stale vectors. Gold labels keep the treebank's column names (`upos`, `deprel`,
-`head`); the analyses call the part-of-speech task `pos`."""),
+changed input never reads stale vectors. Gold labels are stored under the treebank's column names (`upos`,
+`deprel`, `head`); `labels("pos")` reads the same column under the toolkit's task name."""),
     code("""de = probe.extract(MODEL, "pud", LANGS[0], "test", progress=False)
 print(de)
 L = de.last_layer
 print(f"layer {L // 2}: {de.layer(L // 2).shape} {de.layer(L // 2).dtype}; "
       f"sentence vectors: {de.sentence_vectors(L // 2).shape}; last layer L = {L}")
 print("first sentence:", " ".join(de.words[0]))
-print("its POS tags:  ", " ".join(de.vocab("upos")[i] for i in de.labels("upos")[:len(de.words[0])]))"""),
+print("its POS tags:  ", " ".join(de.vocab("pos")[i] for i in de.labels("pos")[:len(de.words[0])]))"""),
     md("""## 2. Every layer at once: `probe.layers`
 
 Linear probes (multinomial logistic regression) are trained on English UD EWT at every layer and tested
@@ -220,7 +220,7 @@ from sklearn.model_selection import GridSearchCV, GroupKFold
 train = probe.extract(MODEL, TRAIN[0], "en", TRAIN[1], progress=False)
 n = 3000 if QUICK else 20000
 X = np.asarray(train.layer(L // 2)[:n], dtype=np.float32)
-y = np.asarray(train.labels("upos")[:n])
+y = np.asarray(train.labels("pos")[:n])
 groups = np.repeat(np.arange(train.n_sentences), np.diff(train.offsets))[:n]
 keep = y >= 0
 search = GridSearchCV(probe.LinearProbe(max_iter=30), {"C": [0.01, 0.1, 1.0]}, cv=GroupKFold(3))
