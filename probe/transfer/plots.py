@@ -63,6 +63,8 @@ def plot_gain(result, path: Path | None = None, *, ax=None):
            title="DLFA gain vs fused layer\n(band: ± seed std; ★ best k, hollow: at chance)")
     a2.set(xlabel=f"layer k (0 = embeddings, L = {L})", ylabel=metric,
            title="zero-shot score\n(dotted: last layer only; dash-dot: majority class)")
+    for a in (a1, a2):
+        a.set_xticks(ks)  # layers are whole numbers, also for a few chosen k
     a1.legend(fontsize=8)
     # four entries per target: beside the panel, not over the curves
     a2.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
