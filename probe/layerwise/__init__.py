@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from .crosslingual import aligned_rows, similarity_curves
 from .driver import check_targets, layers, parse_tasks, parse_train, select_layers
-from .entries import Inputs, ensure_entries, open_or_extract
+from .entries import ensure_entries, open_or_extract
 from .noise import CKA_GROUPS, jackknife_noise_summary, noise_summary
 from .probing import SOURCE_LANG, TASKS, UPOS_TAGS, entry_labels
 from .provenance import entry_record, versions
@@ -59,7 +59,6 @@ __all__ = [
     "select_layers",
     "open_or_extract",
     "ensure_entries",
-    "Inputs",
     "entry_labels",
     "aligned_rows",
     "similarity_curves",

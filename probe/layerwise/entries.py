@@ -2,18 +2,7 @@
 loaded at most once per run), and the perturbed copies of the target text."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Sequence
-
-
-@dataclass
-class Inputs:
-    """The cache entries one analysis reads."""
-
-    spec: object
-    train: object                      # English training treebank (EWT dev+test)
-    pud: dict                          # lang -> PUD entry (English first)
-    tatoeba: dict = field(default_factory=dict)  # lang -> (xx entry, eng entry)
 
 
 def open_or_extract(spec, data, pooling: str, *, loaded: dict, progress=True, device=None, input="words",
