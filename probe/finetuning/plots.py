@@ -19,7 +19,8 @@ def draw_scores(report: dict, ax=None):
 
     r = report
     langs = list(r["langs"])
-    width_in = 1.6 + 1.4 * len(langs) * max(1, len(r["fusions"]) / 2)
+    # wide enough for the title and legend even with one target and one fusion setting
+    width_in = max(5.5, 1.6 + 1.4 * len(langs) * max(1, len(r["fusions"]) / 2))
     fig, (ax,) = subplots(ax, 1, figsize=(width_in, 3.4))
     names = r["fusions"]
     colors = palette(len(names))
