@@ -184,6 +184,9 @@ def test_explore_notebook_runs_in_quick_mode(mirror, monkeypatch):
     pytest.importorskip("ipykernel")
     assert os.environ.get("PROBE_HOME"), "conftest gives the session its own cache"
     monkeypatch.setenv("PROBE_NOTEBOOK_QUICK", "1")
+    # a user's kernel has no MPLBACKEND; in this process an earlier in-process CLI test may have
+    # set it to Agg (the probe command does, for itself), and the kernel would inherit it
+    monkeypatch.delenv("MPLBACKEND", raising=False)
     # the kernel imports this checkout's probe, whatever is installed
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     nb = nbformat.read(NOTEBOOK, as_version=4)
