@@ -10,6 +10,7 @@ import sys
 from typing import Callable
 
 from .errors import ProbeError
+from .encoders import DEFAULT_MODEL
 from .options import INPUT_HELP, LAYER_NOTE, MODEL_HELP
 
 
@@ -135,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Run an encoder over a corpus once and cache the hidden states of "
                                     "every layer (float16, word level, plus sentence vectors). "
                                     + LAYER_NOTE)
-    ex.add_argument("--model", default="auto", help=MODEL_HELP + " (default: auto)")
+    ex.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP + " (default: auto)")
     ex.add_argument("--corpus", default="pud", help="registered corpus: pud, ud, tatoeba (default: pud)")
     ex.add_argument("--lang", required=True, help="comma-separated languages, ISO 639-1 or 639-3 (e.g. en,de,zh)")
     ex.add_argument("--split", default=None, help="corpus split (default: the corpus's first split, "

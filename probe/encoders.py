@@ -33,6 +33,9 @@ from .files import sha256_file_memo
 from .registry import Registry
 
 AUTO_PREFERRED = "bert-base-multilingual-cased"
+#: The model every API function and command uses when none is given: mBERT where it can be
+#: loaded (local cache or Hub), else the offline e5-small-q4 (said on stderr).
+DEFAULT_MODEL = "auto"
 AUTO_FALLBACK = "e5-small-q4"
 # Encoder-decoder families whose encoder runs alone (hidden states of the input text);
 # other encoder-decoder models are refused when resolved, before any work.

@@ -144,3 +144,20 @@ def test_languages_import_nothing_from_the_corpora():
             if src == "probe.languages" and (dst == "probe.data" or dst.startswith("probe.data."))]
     assert used == [], f"probe.languages imports probe.data: {used}"
     assert any(src.startswith("probe.data") and dst == "probe.languages" for src, dst, _n, _l in imports())
+
+
+def test_one_default_model_across_api_and_cli():
+    """Issue 16's one vocabulary: every function and command that takes one model defaults to
+    the same name."""
+    import inspect
+
+    import probe
+    from probe.cli import build_parser
+    from probe.encoders import DEFAULT_MODEL
+
+    for fn in (probe.layers, probe.fuse, probe.finetune):
+        assert inspect.signature(fn).parameters["model"].default == DEFAULT_MODEL, fn.__name__
+    parser = build_parser()
+    for command in ("extract", "layers", "fuse", "finetune"):
+        args = ["--lang", "de"] + (["--task", "pos"] if command in ("fuse", "finetune") else [])
+        assert parser.parse_args([command] + args).model == DEFAULT_MODEL, command

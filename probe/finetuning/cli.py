@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..encoders import DEFAULT_MODEL
 from ..options import count_or_all
 from .driver import PRECISIONS, RECIPE, TASK_BUDGETS, finetune
 
@@ -32,9 +33,10 @@ def add_parser(subparsers) -> None:
             "finetune.json and figures to --out. Layer 0 is the embedding output."))
     p.add_argument("--task", required=True, choices=["pos", "ner", "xnli", "pawsx"])
     p.add_argument("--lang", required=True, help="comma-separated target languages, e.g. de,zh")
-    p.add_argument("--model", default="e5-small-q4",
-                   help="encoder: e5-small-q4, a Hugging Face id or a local directory "
-                        "(default: e5-small-q4)")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="encoder: e5-small-q4 (offline), auto (bert-base-multilingual-cased, the paper's "
+                        "model, if loadable, else e5-small-q4), a Hugging Face id or a local directory "
+                        "(default: auto)")
     p.add_argument("--fusion", default="none",
                    help="none, dlfa:K, dlfa:all, dlfa-fixed:K, dlfa-matched:K (capacity-matched control), "
                         "or a comma list (default: none)")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ProbeError
+from ..encoders import DEFAULT_MODEL
 from ..options import log_default, parse_budget, parse_seeds, parse_targets
 from .encoding import encode_examples
 from .evaluation import example_counts, predict, score_from_counts, target_reference
@@ -103,7 +104,7 @@ def _precision_of(dtype: str | None, precision: str | None) -> str:
     return precision
 
 
-def finetune(task: str, langs, model="e5-small-q4", fusion="none", seeds=1,
+def finetune(task: str, langs, model=DEFAULT_MODEL, fusion="none", seeds=1,
              max_examples="auto", max_dev="auto", max_test="auto", epochs: int = 3,
              lr: float = RECIPE["lr"], warmup: float = RECIPE["warmup"],
              batch_size: int = RECIPE["batch_size"], max_length: int = RECIPE["max_length"],
@@ -122,7 +123,8 @@ def finetune(task: str, langs, model="e5-small-q4", fusion="none", seeds=1,
     ----------
     task : ``pos``, ``ner``, ``xnli`` or ``pawsx``.
     langs : target languages (``"de,zh"`` or a list).
-    model : encoder name (``e5-small-q4``, a local HF directory, ...) or an EncoderSpec.
+    model : encoder name (default ``auto``: mBERT if loadable, else ``e5-small-q4``; a Hugging Face
+        id, a local HF directory, ...) or an EncoderSpec.
     fusion : ``"none"``, ``"dlfa:K"``, ``"dlfa:all"``, ``"dlfa-fixed:K"``,
         ``"dlfa-matched:K"`` or a comma list.
     seeds : number of seeds (0..n-1) or a list.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..encoders import DEFAULT_MODEL
 from ..options import INPUT_HELP, LAYER_NOTE, MODEL_HELP, add_dtype_option
 from ..tasks import PROBE_TASKS
 from .driver import parse_train
@@ -23,7 +24,7 @@ def add_parser(subparsers) -> None:
                                     "report.json and figures. " + LAYER_NOTE)
     la.add_argument("--lang", required=True, help="comma-separated target languages with a PUD treebank "
                                                    "(e.g. de,zh)")
-    la.add_argument("--model", default="auto", help=MODEL_HELP + " (default: auto)")
+    la.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP + " (default: auto)")
     la.add_argument("--tasks", default=",".join(PROBE_TASKS),
                     help=f"comma-separated probe tasks: {PROBE_TASKS.listing()} (default: all)")
     la.add_argument("--layers", default=None, metavar="L[,L...]",

@@ -11,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..encoders import DEFAULT_MODEL
 from ..errors import ProbeError
 from ..tasks import PROBE_TASKS
 from .crosslingual import similarity_curves
@@ -98,7 +99,7 @@ def parse_tasks(tasks) -> list[str]:
 
 
 
-def layers(langs: Sequence[str] | str, model: str = "auto", tasks: Sequence[str] = TASKS, *,
+def layers(langs: Sequence[str] | str, model: str = DEFAULT_MODEL, tasks: Sequence[str] = TASKS, *,
            pooling: str = "first", seed: int = 0, n_boot: int = 1000, tatoeba: bool = True,
            train: tuple[str, str] = ("ud", "dev+test"), C: float = 1.0, max_iter: int = 30,
            perturb=None, layers=None, progress: bool = True, device: str | None = None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ProbeError
+from ..encoders import DEFAULT_MODEL
 from ..options import add_dtype_option, count_or_all
 from .driver import fuse
 from .plots import summary_figure
@@ -52,7 +53,7 @@ def add_parser(subparsers) -> None:
                         "(sentence pairs, accuracy)")
     p.add_argument("--lang", required=True,
                    help="comma-separated target languages, e.g. de,zh (see `probe data ls`)")
-    p.add_argument("--model", default="auto",
+    p.add_argument("--model", default=DEFAULT_MODEL,
                    help="encoder: e5-small-q4 (offline), auto (bert-base-multilingual-cased if "
                         "loadable, else e5-small-q4), a Hugging Face id or a local directory "
                         "(default: auto)")

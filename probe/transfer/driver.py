@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import ProbeError
+from ..encoders import DEFAULT_MODEL
 from ..options import log_default, parse_budget, parse_seeds, parse_targets
 from .report import build_report, oracle_k, select_k
 from .result import FusionResult
@@ -102,7 +103,7 @@ def _entry_info(entry, corpus, role: str) -> dict:
 # ----------------------------------------------------------------------------- API
 
 
-def fuse(task: str, langs: Sequence[str] | str, model="e5-small-q4", layers="all", seeds=3,
+def fuse(task: str, langs: Sequence[str] | str, model=DEFAULT_MODEL, layers="all", seeds=3,
          methods: Sequence[str] = METHODS, max_examples: int | None | str = "auto",
          max_dev: int | None | str = "auto", max_test: int | None | str = "auto",
          epochs: int = 3, concat: str = "best", n_jobs: int | None = None, n_boot: int = 1000,
@@ -115,7 +116,7 @@ def fuse(task: str, langs: Sequence[str] | str, model="e5-small-q4", layers="all
     ----------
     task : ``pos``, ``ner``, ``xnli`` or ``pawsx``.
     langs : target languages (``"de,zh"`` or a list); each needs a test (or dev) file.
-    model : encoder name or :class:`~probe.encoders.EncoderSpec` (frozen; see
+    model : encoder name (default ``auto``, as every command) or :class:`~probe.encoders.EncoderSpec` (frozen; see
         :mod:`probe.transfer`).
     layers : the fused layers k of DLFA/layer/concat: ``"all"`` (0..L-1), ``"0,3,6"`` or a list.
     seeds : number of training seeds (0..n-1) or an explicit list.
