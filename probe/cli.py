@@ -205,15 +205,18 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command. Every failure ends in one line ``probe: error: ...`` (exit 2; 1 for a
     ``cache verify`` that finds damage); ``--debug`` (anywhere on the line) or
     ``PROBE_DEBUG=1`` adds the traceback."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("PROBE_DEBUG", "") not in ("", "0")
-    if "--no-verify" in argv:  # read by probe.cache (and by any worker process)
-        os.environ["PROBE_NO_VERIFY"] = "1"
+    no_verify = "--no-verify" in argv
     argv = [a for a in argv if a not in ("--debug", "--no-verify")]
-    # The command line alone picks matplotlib's non-interactive backend (its figures are only
-    # written to files); the library never calls matplotlib.use, so notebooks keep theirs.
-    os.environ.setdefault("MPLBACKEND", "Agg")
+    # the command line alone picks matplotlib's non-interactive backend, for the command only
+    from .options import command_environment
+
+    with command_environment(no_verify=no_verify):
+        return _run(argv, debug)
+
+
+def _run(argv: list[str], debug: bool) -> int:
     parser = build_parser()
     _one_line_error(parser)
     args = parser.parse_args(argv)

@@ -14,7 +14,6 @@ the cache (``$PROBE_HOME``), so a second run only redraws.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -127,10 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     add_parser(sub)
     args = parser.parse_args(["figures", *(sys.argv[1:] if argv is None else argv)])
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("MPLBACKEND", "Agg")  # a command writes files: no GUI backend
+    from .options import command_environment
+
     try:
-        return run(args)
+        with command_environment():  # a command writes files: no GUI backend
+            return run(args)
     except ProbeError as exc:
         print(f"probe: error: {exc}", file=sys.stderr)
         return 2

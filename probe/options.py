@@ -14,6 +14,7 @@ import errno
 import os
 import re
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -333,3 +334,27 @@ def count_or_all(text: str):
     if n < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return n
+
+
+@contextmanager
+def command_environment(*, no_verify: bool = False):
+    """The environment a command runs in, for the command only: matplotlib's non-interactive
+    backend (its figures are only written to files; the library never calls matplotlib.use),
+    no tokenizer thread pools in forked workers, and ``--no-verify`` as ``PROBE_NO_VERIFY``
+    (read by probe.cache and by any worker process). Called in-process (a test, a notebook
+    cell running ``probe.cli.main``), it leaves the caller's environment, and so the kernels
+    and subprocesses the caller starts later, as it was."""
+    defaults = {"MPLBACKEND": "Agg", "TOKENIZERS_PARALLELISM": "false"}
+    forced = {"PROBE_NO_VERIFY": "1"} if no_verify else {}
+    before = {k: os.environ.get(k) for k in [*defaults, *forced]}
+    for k, v in defaults.items():
+        os.environ.setdefault(k, v)
+    os.environ.update(forced)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

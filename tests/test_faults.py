@@ -335,6 +335,20 @@ def test_flipped_byte_makes_extract_rebuild(home, tiny_model, capsys, monkeypatc
     assert_intact(capsys, home, ref)
 
 
+def test_command_leaves_the_callers_environment_as_it_was(home, capsys, monkeypatch):
+    """probe.cli.main run in-process (a test, a notebook cell) sets MPLBACKEND and
+    PROBE_NO_VERIFY for the command only: a Jupyter kernel started afterwards from the same
+    process must not inherit the Agg backend."""
+    import os
+
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")
+    rc, _, _ = run(capsys, "--no-verify", "cache", "ls")
+    assert rc == 0
+    assert "MPLBACKEND" not in os.environ and "PROBE_NO_VERIFY" not in os.environ
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "true"
+
+
 def test_truncated_file_is_named_and_rebuilt_by_any_open(home, tiny_model, capsys):
     from probe.cache import open_entry
     from probe.extraction import cache_key

@@ -184,8 +184,8 @@ def test_explore_notebook_runs_in_quick_mode(mirror, monkeypatch):
     pytest.importorskip("ipykernel")
     assert os.environ.get("PROBE_HOME"), "conftest gives the session its own cache"
     monkeypatch.setenv("PROBE_NOTEBOOK_QUICK", "1")
-    # a user's kernel has no MPLBACKEND; in this process an earlier in-process CLI test may have
-    # set it to Agg (the probe command does, for itself), and the kernel would inherit it
+    # a user's kernel has no MPLBACKEND (a CI runner's environment may set one; probe.cli.main
+    # sets Agg only while a command runs), and the kernel would inherit it
     monkeypatch.delenv("MPLBACKEND", raising=False)
     # the kernel imports this checkout's probe, whatever is installed
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
